@@ -1,0 +1,61 @@
+// Package record defines the audit record envelope, its kinds and payloads,
+// and the Appender interfaces that producers write to.
+package record
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Kind names what a record describes. It selects the payload type of Data.
+type Kind string
+
+// The record kinds of DESIGN.md §5.
+const (
+	KindGatewayRequest Kind = "gateway_request"
+	KindActivityLog    Kind = "activity_log"
+)
+
+// Current payload versions, one per kind.
+const (
+	GatewayRequestVersion = 1
+	ActivityLogVersion    = 1
+)
+
+// Record is the envelope every record travels in, from producer to store to
+// sink. ID is stable across retries and re-runs: sinks de-duplicate on it.
+type Record struct {
+	ID      string          `json:"id"`
+	Kind    Kind            `json:"kind"`
+	Version int             `json:"version"`
+	Time    time.Time       `json:"time"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// ErrFull is returned by an Appender that cannot take more records because
+// its size bound is reached and its policy is to reject (store.when_full).
+var ErrFull = errors.New("store full")
+
+// Appender stores records durably.
+//
+// Append returns nil only after every record in recs is committed. A record
+// whose ID is already stored is skipped, not an error: added counts only the
+// new ones. Append must not retain recs. Calls may be concurrent.
+type Appender interface {
+	Append(ctx context.Context, recs []Record) (added int, err error)
+}
+
+// Journal is an Appender that can also hold a record back from delivery
+// until it is complete: the two phases of strict audit (DESIGN.md §6).
+//
+// Begin commits rec as pending: durable, visible to queries, not yet given to
+// sinks. Finish replaces the record with the same ID and releases it for
+// delivery; a Finish without a Begin stores rec as a new, complete record.
+// Both return only after commit. Calls may be concurrent.
+type Journal interface {
+	Appender
+	Begin(ctx context.Context, rec Record) error
+	Finish(ctx context.Context, rec Record) error
+}
