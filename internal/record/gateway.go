@@ -127,12 +127,14 @@ type ContentFilter struct {
 
 // Content is captured prompt or response content, after redaction.
 // Bytes is the size before truncation; Truncated says Text was cut at
-// gateway.max_capture_bytes; Redactions counts the matches replaced.
+// gateway.max_capture_bytes; Redactions counts the matches replaced;
+// Omitted says why there is no text (capture policy, binary content).
 type Content struct {
-	Text       string `json:"text"`
+	Text       string `json:"text,omitempty"`
 	Bytes      int64  `json:"bytes"`
 	Truncated  bool   `json:"truncated,omitempty"`
 	Redactions int    `json:"redactions,omitempty"`
+	Omitted    string `json:"omitted,omitempty"`
 }
 
 // Limit is the limit that applied to a call.
@@ -143,7 +145,10 @@ type Limit struct {
 }
 
 // Error describes why a call failed, in the gateway's or the upstream's words.
+// RetryAfterMS is the wait the upstream asked for on a 429 or 503, from
+// Retry-After or retry-after-ms.
 type Error struct {
-	Code    string `json:"code,omitempty"`
-	Message string `json:"message"`
+	Code         string `json:"code,omitempty"`
+	Message      string `json:"message"`
+	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
 }

@@ -1,0 +1,327 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/tapline/tapline/internal/record"
+	"github.com/tapline/tapline/internal/usage"
+)
+
+// call is the state of one call through the gateway. It is used by one
+// goroutine at a time: ServeHTTP and the ReverseProxy hooks it calls.
+type call struct {
+	g           *Gateway
+	id          string
+	start       time.Time
+	clientCtx   context.Context
+	peerTrusted bool
+	contentType string
+	rec         record.GatewayRequest
+
+	route     route
+	info      usage.Request
+	body      []byte // the caller's body, as received
+	outBody   []byte // what the backend gets
+	jsonBody  bool
+	dropUsage bool
+	backend   *backend
+	credName  string
+	credValue string
+
+	headersAt    time.Time
+	respStatus   int // what the caller was answered, after refusal mapping
+	respType     string
+	retryAfterMS int64
+	tap          *tap
+	stream       *usage.Stream
+	upstreamErr  error
+	refused      bool
+	bufs         []*bytes.Buffer
+}
+
+func (g *Gateway) newCall(r *http.Request) *call {
+	id, err := uuid.NewV7()
+	if err != nil {
+		id = uuid.New()
+	}
+	c := &call{g: g, id: id.String(), start: g.now(), clientCtx: r.Context(),
+		contentType: r.Header.Get("Content-Type")}
+	xff := strings.Join(r.Header.Values("X-Forwarded-For"), ", ")
+	c.rec = record.GatewayRequest{
+		RequestID:    c.id,
+		Start:        c.start.UTC(),
+		ClientIP:     clientIP(r.RemoteAddr, xff, g.trusted),
+		ForwardedFor: xff,
+		UserAgent:    r.UserAgent(),
+		Method:       r.Method,
+		Path:         r.URL.Path,
+		Operation:    record.OpOther,
+		RequestBytes: max(r.ContentLength, 0),
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if a, err := netip.ParseAddr(host); err == nil {
+			c.peerTrusted = isTrusted(a.Unmap(), g.trusted)
+		}
+	}
+	return c
+}
+
+// refuse answers a call the gateway will not forward, and marks it denied.
+func (c *call) refuse(w http.ResponseWriter, status int, code, message string) {
+	c.refused = true
+	c.fail(w, status, code, message)
+}
+
+// fail answers with an error made by the gateway and records it.
+func (c *call) fail(w http.ResponseWriter, status int, code, message string) {
+	c.rec.Status = status
+	if code == "" {
+		code = strconv.Itoa(status)
+	}
+	c.rec.Error = &record.Error{Code: code, Message: message}
+	writeError(w, status, code, message)
+}
+
+// marshal renders the record in the given state.
+func (c *call) marshal(state string) record.Record {
+	c.rec.State = state
+	data, err := json.Marshal(&c.rec)
+	if err != nil { // the payload is plain data: this is a programming error
+		panic(fmt.Sprintf("marshal gateway record: %v", err))
+	}
+	return record.Record{ID: c.id, Kind: record.KindGatewayRequest, Version: record.GatewayRequestVersion,
+		Time: c.start.UTC(), Data: data}
+}
+
+// end completes the record of a call and commits it, on a context cut loose
+// from the caller's so that a caller who left still gets its call recorded.
+func (g *Gateway) end(c *call, w http.ResponseWriter) {
+	defer func() {
+		for _, b := range c.bufs {
+			putBuffer(b)
+		}
+	}()
+	g.settle(c)
+	// The caller has its answer before the record is committed.
+	if c.clientCtx.Err() == nil {
+		_ = http.NewResponseController(w).Flush()
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.clientCtx), 10*time.Second)
+	defer cancel()
+	state := c.rec.State
+	err := g.journal.Finish(ctx, c.marshal(state))
+	if err == nil {
+		return
+	}
+	if !g.strict && errors.Is(err, record.ErrFull) {
+		n := g.dropped.Add(1)
+		if now := time.Now().Unix(); g.lastDrop.Swap(now) != now {
+			g.log.Warn("store full: call served but not recorded (standard audit)", "dropped", n)
+		}
+		return
+	}
+	g.log.Error("record call", "request_id", c.id, "err", err)
+}
+
+// settle works out the final state, status, usage and content of a call.
+func (g *Gateway) settle(c *call) {
+	now := g.now()
+	rec := &c.rec
+	rec.DurationMS = ms(now.Sub(c.start))
+	if c.refused {
+		rec.State = record.StateDenied
+		return
+	}
+	var res usage.Result
+	complete := false
+	if c.stream != nil {
+		res = c.stream.Result()
+		complete = c.stream.Done()
+		if ft := c.stream.FirstToken(); !ft.IsZero() {
+			rec.TTFTMS = ptr(ms(ft.Sub(c.start)))
+		}
+	} else if c.tap != nil {
+		complete = c.tap.eof
+		if c.tap.buf != nil {
+			res = usage.ParseJSON(c.route.op, c.tap.buf.Bytes(), g.capture.max)
+		}
+		if !c.tap.first.IsZero() {
+			rec.TTFTMS = ptr(ms(c.tap.first.Sub(c.start)))
+		}
+	}
+	if c.tap != nil {
+		rec.ResponseBytes = c.tap.n
+	}
+	rec.ModelReturned = res.Model
+	rec.FinishReasons = res.FinishReasons
+	rec.ContentFilter = res.ContentFilter
+	rec.Usage = res.Usage
+	rec.Attempts = 1
+
+	switch {
+	case c.tap == nil && rec.Status == statusClientClosed:
+		rec.State = record.StateInterrupted
+		rec.Error = &record.Error{Code: "client_closed", Message: "the caller closed the connection before the backend answered"}
+	case c.tap == nil: // the backend never answered: errorHandler set status and error
+		rec.State = record.StateCompleted
+	case !complete && c.clientCtx.Err() != nil:
+		rec.Status = statusClientClosed
+		rec.State = record.StateInterrupted
+		rec.Error = &record.Error{Code: "client_closed",
+			Message: fmt.Sprintf("the caller closed the connection after %d bytes of the response", c.tap.n)}
+	case !complete:
+		rec.Status = http.StatusBadGateway
+		rec.State = record.StateInterrupted
+		msg := fmt.Sprintf("the response from backend %s ended early, after %d bytes", c.backend.name, c.tap.n)
+		if c.tap.err != nil {
+			msg += ": " + c.tap.err.Error()
+		}
+		rec.Error = &record.Error{Code: "upstream_interrupted", Message: msg}
+	default:
+		rec.Status = c.respStatus
+		rec.State = record.StateCompleted
+		if rec.Status >= 400 {
+			rec.Error = res.Error
+			if rec.Error == nil {
+				rec.Error = &record.Error{Code: strconv.Itoa(rec.Status), Message: http.StatusText(rec.Status)}
+			}
+			rec.Error.RetryAfterMS = c.retryAfterMS
+		}
+	}
+
+	if rec.Usage == nil && c.tap != nil && estimable(c.route.op) && (rec.UpstreamStatus < 400) && c.jsonBody {
+		model := rec.ModelReturned
+		if model == "" {
+			model = rec.Deployment
+		}
+		u := g.est.Estimate(c.route.op, model, c.body, res.Text)
+		if n := int64(len(res.Text)); n > 0 && res.TextBytes > n {
+			// Only the first MaxText bytes were kept: scale up to the whole.
+			u.CompletionTokens = int(float64(u.CompletionTokens) * float64(res.TextBytes) / float64(n))
+			u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		}
+		rec.Usage = &u
+	}
+
+	switch {
+	case c.tap == nil:
+	case c.stream != nil:
+		rec.Response = g.capture.capture([]byte(res.Text), max(res.TextBytes, int64(len(res.Text))))
+	case c.tap.buf != nil:
+		rec.Response = g.capture.capture(c.tap.buf.Bytes(), c.tap.n)
+	case c.tap.n > 0:
+		rec.Response = g.capture.omitted(c.tap.n, "not text: "+c.respType)
+	}
+}
+
+func estimable(op string) bool {
+	switch op {
+	case record.OpChatCompletions, record.OpCompletions, record.OpEmbeddings, record.OpResponses:
+		return true
+	}
+	return false
+}
+
+// tap sits on the response body as it goes to the caller: it counts bytes,
+// notes the first one, keeps up to keep bytes for parsing, and remembers how
+// the body ended.
+type tap struct {
+	rc    io.ReadCloser
+	c     *call
+	keep  int
+	buf   *bytes.Buffer
+	n     int64
+	first time.Time
+	eof   bool
+	err   error
+}
+
+func (t *tap) Read(p []byte) (int, error) {
+	n, err := t.rc.Read(p)
+	if n > 0 {
+		if t.n == 0 {
+			t.first = t.c.g.now()
+		}
+		t.n += int64(n)
+		if t.buf != nil && t.buf.Len() < t.keep {
+			t.buf.Write(p[:min(n, t.keep-t.buf.Len())])
+		}
+	}
+	switch {
+	case err == io.EOF:
+		t.eof = true
+	case err != nil && t.err == nil:
+		t.err = err
+	}
+	return n, err
+}
+
+func (t *tap) Close() error { return t.rc.Close() }
+
+func isJSON(contentType string, body []byte) bool {
+	if contentType == "" {
+		b := bytes.TrimLeft(body, " \t\r\n")
+		return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "application/json" || strings.HasSuffix(mt, "+json")
+}
+
+func isText(contentType string) bool {
+	return strings.HasPrefix(contentType, "text/")
+}
+
+// setModel adds "model" to a JSON object that has none, for OpenAI-style
+// backends reached through an Azure deployment path.
+func setModel(body []byte, model string) []byte {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' {
+		return body
+	}
+	m, _ := json.Marshal(model)
+	out := make([]byte, 0, len(b)+len(m)+10)
+	out = append(out, `{"model":`...)
+	out = append(out, m...)
+	rest := bytes.TrimLeft(b[1:], " \t\r\n")
+	if len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, rest...)
+}
+
+// retryAfterMS reads the wait a backend asked for, from whichever header it
+// used (azure-contracts.md §7.5: Retry-After, retry-after-ms, or none).
+func retryAfterMS(h http.Header) int64 {
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 {
+			return int64(n)
+		}
+	}
+	if v := h.Get("Retry-After"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			return int64(n) * 1000
+		}
+		if t, err := http.ParseTime(v); err == nil {
+			return max(time.Until(t).Milliseconds(), 0)
+		}
+	}
+	return 0
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func ptr[T any](v T) *T { return &v }
