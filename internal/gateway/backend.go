@@ -3,7 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
-		"net/url"
+	"net/url"
 	"path"
 	"sort"
 	"strings"
