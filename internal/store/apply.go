@@ -1,0 +1,256 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/tapline/tapline/internal/record"
+)
+
+// errFull is record.ErrFull, the error of a write refused for size.
+var errFull = record.ErrFull
+
+// stmtID names one of the writer's prepared statements.
+type stmtID int
+
+const (
+	sInsert stmtID = iota
+	sLookup
+	sFinish
+	sOldest
+	sDeleteTo
+	sSetCursor
+	sGetCursor
+	sPrune
+	sSavepoint
+	sRelease
+	sRollbackTo
+	numStmts
+)
+
+// stmtSQL is the text of each writer statement, prepared once at Open.
+var stmtSQL = [numStmts]string{
+	// ON CONFLICT (id), not OR IGNORE: a duplicate id is skipped, but any
+	// other conflict (a seq taken by a second writer process) is an error,
+	// never a silently lost record.
+	sInsert: `INSERT INTO records (id, seq, kind, version, time, state, size, data)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+	sLookup: `SELECT seq, size FROM records WHERE id = ?`,
+	sFinish: `UPDATE records SET seq = ?, kind = ?, version = ?, time = ?, state = ?, size = ?, data = ?
+		WHERE id = ?`,
+	sOldest:   `SELECT seq, size FROM records WHERE seq <= ? ORDER BY seq LIMIT 512`,
+	sDeleteTo: `DELETE FROM records WHERE seq <= ?`,
+	sSetCursor: `INSERT INTO cursors (sink, seq, updated) VALUES (?, ?, ?)
+		ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated = excluded.updated`,
+	sGetCursor: `SELECT seq FROM cursors WHERE sink = ?`,
+	sPrune: `DELETE FROM records WHERE rowid IN (
+		SELECT rowid FROM records WHERE seq <= ? AND time < ? LIMIT ?) RETURNING size`,
+	sSavepoint:  `SAVEPOINT request`,
+	sRelease:    `RELEASE request`,
+	sRollbackTo: `ROLLBACK TO request`,
+}
+
+// txn binds the writer's prepared statements to one transaction, lazily.
+type txn struct {
+	tx *sql.Tx
+	w  *writer
+	st [numStmts]*sql.Stmt
+}
+
+func (t *txn) stmt(ctx context.Context, id stmtID) *sql.Stmt {
+	if t.st[id] == nil {
+		t.st[id] = t.tx.StmtContext(ctx, t.w.prepared[id])
+	}
+	return t.st[id]
+}
+
+func (t *txn) exec(ctx context.Context, id stmtID, args ...any) (sql.Result, error) {
+	return t.stmt(ctx, id).ExecContext(ctx, args...)
+}
+
+func (t *txn) query(ctx context.Context, id stmtID, args ...any) (*sql.Rows, error) {
+	return t.stmt(ctx, id).QueryContext(ctx, args...)
+}
+
+// apply performs one request inside the batch's transaction.
+func (w *writer) apply(ctx context.Context, t *txn, r *request) (int, error) {
+	switch r.op {
+	case opAppend:
+		return w.appendRows(ctx, t, r.rows)
+	case opBegin:
+		return 0, w.begin(ctx, t, r.rows[0])
+	case opFinish:
+		return 0, w.finish(ctx, t, r.rows[0])
+	case opSetCursor:
+		if _, err := t.exec(ctx, sSetCursor, r.sink, r.seq, w.now().UnixNano()); err != nil {
+			return 0, fmt.Errorf("set cursor: %w", err)
+		}
+		return 0, nil
+	case opPrune:
+		return w.prune(ctx, t, r)
+	}
+	return 0, fmt.Errorf("unknown write op %d", r.op)
+}
+
+// appendRows inserts rows as released records, skipping ids already stored.
+func (w *writer) appendRows(ctx context.Context, t *txn, rows []row) (int, error) {
+	floor := w.seq
+	var added, delta int64
+	for _, r := range rows {
+		res, err := t.exec(ctx, sInsert, r.id, w.seq+1, r.kind, r.version, r.time, r.state, r.size(), r.data)
+		if err != nil {
+			return 0, fmt.Errorf("insert record %q: %w", r.id, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return 0, fmt.Errorf("insert record %q: %w", r.id, err)
+		} else if n == 1 {
+			w.seq++
+			added++
+			delta += r.size()
+		}
+	}
+	w.c.records += added
+	if err := w.fit(ctx, t, delta, floor); err != nil {
+		return 0, err
+	}
+	return int(added), nil
+}
+
+// begin inserts r as pending (seq NULL); an id already stored is left alone.
+func (w *writer) begin(ctx context.Context, t *txn, r row) error {
+	res, err := t.exec(ctx, sInsert, r.id, nil, r.kind, r.version, r.time, r.state, r.size(), r.data)
+	if err != nil {
+		return fmt.Errorf("insert record %q: %w", r.id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("insert record %q: %w", r.id, err)
+	}
+	if n == 0 {
+		return nil
+	}
+	w.c.records++
+	w.c.pending++
+	return w.fit(ctx, t, r.size(), w.seq)
+}
+
+// finish replaces a pending record and releases it, inserts r as released
+// if its id is unknown, and does nothing if it is already released.
+func (w *writer) finish(ctx context.Context, t *txn, r row) error {
+	floor := w.seq
+	var seq sql.NullInt64
+	var old int64
+	err := t.stmt(ctx, sLookup).QueryRowContext(ctx, r.id).Scan(&seq, &old)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		_, err := w.appendRows(ctx, t, []row{r})
+		return err
+	case err != nil:
+		return fmt.Errorf("look up record %q: %w", r.id, err)
+	case seq.Valid:
+		return nil
+	}
+	if _, err := t.exec(ctx, sFinish, w.seq+1, r.kind, r.version, r.time, r.state, r.size(), r.data, r.id); err != nil {
+		return fmt.Errorf("release record %q: %w", r.id, err)
+	}
+	w.seq++
+	w.c.pending--
+	return w.fit(ctx, t, r.size()-old, floor)
+}
+
+// fit accounts for delta more bytes under MaxBytes. Over the bound it
+// returns record.ErrFull under the reject policy; under drop_oldest it first
+// deletes the oldest released records with seq <= floor (those committed
+// before this request), and returns record.ErrFull only if they are not
+// enough. Pending records are never dropped.
+func (w *writer) fit(ctx context.Context, t *txn, delta, floor int64) error {
+	if w.maxBytes == 0 || delta <= 0 || w.c.bytes+delta <= w.maxBytes {
+		w.c.bytes += delta
+		return nil
+	}
+	if !w.dropOldest {
+		return fmt.Errorf("need %d bytes with %d of %d in use: %w", delta, w.c.bytes, w.maxBytes, errFull)
+	}
+	need := w.c.bytes + delta - w.maxBytes
+	freed, n, err := w.drop(ctx, t, need, floor)
+	if err != nil {
+		return err
+	}
+	if freed < need {
+		return fmt.Errorf("need %d bytes with %d of %d in use, only %d droppable: %w",
+			delta, w.c.bytes, w.maxBytes, freed, errFull)
+	}
+	w.c.bytes += delta - freed
+	w.c.records -= n
+	w.c.dropped += n
+	return nil
+}
+
+// drop deletes the oldest released records with seq <= floor until at
+// least need bytes are freed or none are left.
+func (w *writer) drop(ctx context.Context, t *txn, need, floor int64) (freed, n int64, err error) {
+	for freed < need {
+		rows, err := t.query(ctx, sOldest, floor)
+		if err != nil {
+			return 0, 0, fmt.Errorf("find oldest records: %w", err)
+		}
+		last := int64(-1)
+		for rows.Next() && freed < need {
+			var seq, size int64
+			if err := rows.Scan(&seq, &size); err != nil {
+				rows.Close()
+				return 0, 0, fmt.Errorf("find oldest records: %w", err)
+			}
+			freed += size
+			n++
+			last = seq
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return 0, 0, fmt.Errorf("find oldest records: %w", err)
+		}
+		if last < 0 {
+			break
+		}
+		if _, err := t.exec(ctx, sDeleteTo, last); err != nil {
+			return 0, 0, fmt.Errorf("drop oldest records: %w", err)
+		}
+	}
+	return freed, n, nil
+}
+
+// prune deletes up to r.limit released records older than r.cut that every
+// sink in r.sinks has (seq <= the least of their cursors).
+func (w *writer) prune(ctx context.Context, t *txn, r *request) (int, error) {
+	upTo := int64(math.MaxInt64)
+	for _, sink := range r.sinks {
+		var c int64
+		err := t.stmt(ctx, sGetCursor).QueryRowContext(ctx, sink).Scan(&c)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return 0, fmt.Errorf("read cursor of sink %q: %w", sink, err)
+		}
+		upTo = min(upTo, c)
+	}
+	rows, err := t.query(ctx, sPrune, upTo, r.cut, r.limit)
+	if err != nil {
+		return 0, fmt.Errorf("delete old records: %w", err)
+	}
+	var n, freed int64
+	for rows.Next() {
+		var size int64
+		if err := rows.Scan(&size); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("delete old records: %w", err)
+		}
+		n++
+		freed += size
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return 0, fmt.Errorf("delete old records: %w", err)
+	}
+	w.c.records -= n
+	w.c.bytes -= freed
+	return int(n), nil
+}

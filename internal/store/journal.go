@@ -1,0 +1,136 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/tapline/tapline/internal/record"
+	"github.com/tidwall/gjson"
+)
+
+// InvalidError reports a record the store refuses: empty id or kind, a time
+// outside 1678..2262 (the zero time included), or data that is not a JSON
+// object. The request it came in writes nothing.
+type InvalidError struct {
+	Index  int    // position in the Append batch (0 for Begin and Finish)
+	ID     string // the record's id, possibly empty
+	Reason string
+}
+
+// Error names the record by id, or by position when it has none.
+func (e *InvalidError) Error() string {
+	if e.ID == "" {
+		return fmt.Sprintf("invalid record #%d: %s", e.Index, e.Reason)
+	}
+	return fmt.Sprintf("invalid record %q: %s", e.ID, e.Reason)
+}
+
+// The range of times a record may carry: unix nanoseconds in an int64.
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// row is a record as the writer stores it. It owns its data (a copy), so
+// callers may reuse their records once the call returns.
+type row struct {
+	id      string
+	kind    string
+	version int
+	time    int64 // unix nanoseconds
+	state   any   // the payload's $.state as a string, or nil
+	data    string
+}
+
+func (r row) size() int64 { return int64(len(r.data)) }
+
+// newRow validates rec and copies it into a row.
+func newRow(i int, rec record.Record) (row, error) {
+	invalid := func(reason string) error { return &InvalidError{Index: i, ID: rec.ID, Reason: reason} }
+	switch {
+	case rec.ID == "":
+		return row{}, invalid("empty id")
+	case rec.Kind == "":
+		return row{}, invalid("empty kind")
+	case rec.Time.Before(minTime) || rec.Time.After(maxTime):
+		// Stored as unix nanoseconds, which hold 1678 to 2262 only.
+		return row{}, invalid(fmt.Sprintf("time %s out of range", rec.Time.Format(time.RFC3339)))
+	case !json.Valid(rec.Data):
+		return row{}, invalid("data is not valid JSON")
+	case !bytes.HasPrefix(bytes.TrimLeft(rec.Data, " \t\r\n"), []byte("{")):
+		// Payloads are objects (DESIGN.md §5); recovery sets $.state on them.
+		return row{}, invalid("data is not a JSON object")
+	}
+	var state any
+	if v := gjson.GetBytes(rec.Data, "state"); v.Type == gjson.String {
+		state = v.Str
+	}
+	return row{
+		id:      rec.ID,
+		kind:    string(rec.Kind),
+		version: rec.Version,
+		time:    rec.Time.UnixNano(),
+		state:   state,
+		data:    string(rec.Data),
+	}, nil
+}
+
+// Append commits recs as released records, each given the next delivery
+// sequence number, and returns how many were new: an id already stored, or
+// repeated within recs, is skipped and not counted. An invalid record fails
+// the whole call with an *InvalidError before anything is written. Over
+// MaxBytes under the reject policy the whole call fails with an error
+// wrapping record.ErrFull. If ctx ends before the commit, Append returns
+// ctx.Err() and the records may still be committed.
+func (s *Store) Append(ctx context.Context, recs []record.Record) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
+	}
+	rows := make([]row, len(recs))
+	var size int64
+	for i, rec := range recs {
+		r, err := newRow(i, rec)
+		if err != nil {
+			return 0, fmt.Errorf("append records: %w", err)
+		}
+		rows[i] = r
+		size += r.size()
+	}
+	n, err := s.do(ctx, &request{op: opAppend, rows: rows, bytes: size})
+	if err != nil {
+		return 0, fmt.Errorf("append records: %w", err)
+	}
+	return n, nil
+}
+
+// Begin commits rec as pending: stored and visible to Records, but without
+// a sequence number, so ReadAfter does not return it until Finish. An id
+// already stored is left as it is. Pending records count against MaxBytes
+// and are never dropped. The ctx rule of Append applies.
+func (s *Store) Begin(ctx context.Context, rec record.Record) error {
+	return s.single(ctx, opBegin, "begin", rec)
+}
+
+// Finish replaces the pending record with rec's id by rec and releases it
+// with the next sequence number. Without such a record it stores rec as a
+// new, released one; if the record is already released Finish does nothing,
+// so it is idempotent. The ctx rule of Append applies.
+func (s *Store) Finish(ctx context.Context, rec record.Record) error {
+	return s.single(ctx, opFinish, "finish", rec)
+}
+
+// single validates and queues a one-record request.
+func (s *Store) single(ctx context.Context, op opKind, verb string, rec record.Record) error {
+	r, err := newRow(0, rec)
+	if err != nil {
+		return fmt.Errorf("%s record: %w", verb, err)
+	}
+	if _, err := s.do(ctx, &request{op: op, rows: []row{r}, bytes: r.size()}); err != nil {
+		return fmt.Errorf("%s record %q: %w", verb, rec.ID, err)
+	}
+	return nil
+}

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+// migrations are the schema changes in order; PRAGMA user_version holds how
+// many have been applied. Append to the list, never edit an entry that has
+// shipped: later issues add dead letters and collector checkpoints here.
+var migrations = [][]string{
+	// 1: records and sink cursors.
+	{
+		// seq is NULL while a record is pending (Begin without Finish) and
+		// is assigned, in commit order, when it is released for delivery.
+		// Its UNIQUE constraint is the index ReadAfter, Prune and
+		// drop_oldest use. time is unix nanoseconds. state is the payload's
+		// $.state (gateway records), else NULL. size is len(data) in bytes.
+		`CREATE TABLE records (
+			id      TEXT PRIMARY KEY,
+			seq     INTEGER UNIQUE,
+			kind    TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			time    INTEGER NOT NULL,
+			state   TEXT,
+			size    INTEGER NOT NULL,
+			data    TEXT NOT NULL
+		)`,
+		`CREATE INDEX records_kind_time ON records(kind, time)`,
+		`CREATE TABLE cursors (
+			sink    TEXT PRIMARY KEY,
+			seq     INTEGER NOT NULL,
+			updated INTEGER NOT NULL
+		)`,
+	},
+}
+
+// migrate applies the migrations the database has not seen, each in its own
+// transaction together with its user_version bump.
+func migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this build knows (%d)", version, len(migrations))
+	}
+	for v := version; v < len(migrations); v++ {
+		if err := applyMigration(ctx, db, v); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	return nil
+}
+
+// applyMigration runs migrations[v] and sets user_version to v+1.
+func applyMigration(ctx context.Context, db *sql.DB, v int) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, tx.Rollback())
+		}
+	}()
+	for _, stmt := range migrations[v] {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	// PRAGMA takes no bound parameters; v is an int from this package.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// counts is the part of the writer's state that a failed request or batch
+// rolls back together with the database.
+type counts struct {
+	records int64
+	pending int64
+	bytes   int64
+	dropped int64
+}
+
+// recoverPending releases every pending row, marking it interrupted: those
+// were begun by a process that died before finishing them (DESIGN.md §6).
+// It returns the table's counts afterwards, the last seq, and how many rows
+// it recovered.
+func recoverPending(ctx context.Context, db *sql.DB) (c counts, lastSeq int64, n int, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return c, 0, 0, fmt.Errorf("recover pending records: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(fmt.Errorf("recover pending records: %w", err), tx.Rollback())
+		}
+	}()
+	if err = tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM records`).Scan(&lastSeq); err != nil {
+		return c, 0, 0, err
+	}
+	ids, err := pendingIDs(ctx, tx)
+	if err != nil {
+		return c, 0, 0, err
+	}
+	for _, id := range ids {
+		lastSeq++
+		const q = `UPDATE records SET
+			data = json_set(data, '$.state', 'interrupted'),
+			state = 'interrupted',
+			seq = ?,
+			size = length(CAST(json_set(data, '$.state', 'interrupted') AS BLOB))
+			WHERE id = ?`
+		if _, err = tx.ExecContext(ctx, q, lastSeq, id); err != nil {
+			return c, 0, 0, err
+		}
+	}
+	const q = `SELECT count(*), count(*) - count(seq), coalesce(sum(size), 0) FROM records`
+	if err = tx.QueryRowContext(ctx, q).Scan(&c.records, &c.pending, &c.bytes); err != nil {
+		return c, 0, 0, err
+	}
+	if err = tx.Commit(); err != nil {
+		return c, 0, 0, err
+	}
+	return c, lastSeq, len(ids), nil
+}
+
+// pendingIDs lists the pending rows oldest first, the order they get seqs in.
+func pendingIDs(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM records WHERE seq IS NULL ORDER BY time, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}

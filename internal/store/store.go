@@ -1,0 +1,302 @@
+// Package store is Tapline's embedded SQLite store: records committed before
+// delivery, per-sink cursors, retention and the queries behind `tapline query`.
+//
+// Durability: the database runs in WAL mode with synchronous=NORMAL. A
+// committed transaction survives the process being killed (kill -9), because
+// the WAL is written to the operating system before the commit returns; it is
+// not fsynced on every commit, so a power loss or kernel crash may lose the
+// last transactions committed before the most recent WAL sync. This is the
+// trade DESIGN.md §6 and §7 make for group commit at tens of thousands of
+// records a second.
+//
+// Writes go through one writer goroutine that owns the only write connection
+// and commits everything queued in one transaction (group commit). Queries use
+// a separate read-only pool; in WAL mode readers never block the writer. One
+// process at a time may Open a database; others (tapline query) use
+// OpenReadOnly.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tapline/tapline/internal/record"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+)
+
+// The values of Config.WhenFull.
+const (
+	WhenFullReject     = "reject"      // fail the request with record.ErrFull
+	WhenFullDropOldest = "drop_oldest" // delete the oldest released records, counted
+)
+
+// ErrClosed is returned by writes made after Close.
+var ErrClosed = errors.New("store closed")
+
+// ErrReadOnly is returned by writes to a store opened with OpenReadOnly.
+var ErrReadOnly = errors.New("store opened read-only")
+
+// Config is the store section of the configuration (DESIGN.md §4).
+type Config struct {
+	// Path is the database file. It is created if missing.
+	Path string
+	// MaxBytes bounds the sum of stored record sizes (bytes of JSON data,
+	// pending records included); 0 means unbounded.
+	MaxBytes int64
+	// WhenFull is what a write that would pass MaxBytes does: "reject"
+	// (the default) or "drop_oldest".
+	WhenFull string
+	// Retention is how long records are kept once every sink has them;
+	// 0 keeps them forever.
+	Retention time.Duration
+}
+
+// validate checks cfg and fills in defaults.
+func (c Config) validate() (Config, error) {
+	var errs []error
+	if c.Path == "" {
+		errs = append(errs, errors.New("path: empty"))
+	}
+	if c.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("max_bytes: %d is negative", c.MaxBytes))
+	}
+	switch c.WhenFull {
+	case "":
+		c.WhenFull = WhenFullReject
+	case WhenFullReject, WhenFullDropOldest:
+	default:
+		errs = append(errs, fmt.Errorf("when_full: %q is not reject or drop_oldest", c.WhenFull))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("retention: %s is negative", c.Retention))
+	}
+	return c, errors.Join(errs...)
+}
+
+// Stats describes the store's content and its writer's work.
+type Stats struct {
+	Records  int64 // rows stored, pending included
+	Pending  int64 // rows begun and not finished (not yet given to sinks)
+	Bytes    int64 // sum of stored record sizes, the quantity MaxBytes bounds
+	LastSeq  int64 // the highest delivery sequence number assigned
+	Dropped  int64 // records deleted by the drop_oldest policy since Open
+	Rejected int64 // write requests refused with record.ErrFull since Open
+	Commits  int64 // write transactions committed since Open
+	Appended int64 // write requests (Append, Begin, Finish calls) committed since Open
+}
+
+// Store is a SQLite-backed record.Journal with delivery cursors and queries.
+// Its methods may be called concurrently.
+type Store struct {
+	cfg       Config
+	log       *slog.Logger
+	wdb       *sql.DB // one connection, used only by the writer
+	rdb       *sql.DB // read-only pool for queries
+	w         *writer // nil when opened read-only
+	recovered int
+
+	mu     sync.RWMutex // guards closed against sends on reqs
+	closed bool
+	reqs   chan *request
+	done   chan struct{} // closed when the writer goroutine has returned
+
+	closeOnce sync.Once
+	closeErr  error
+
+	statsMu sync.Mutex
+	stats   Stats // published by the writer after each commit
+}
+
+var _ record.Journal = (*Store)(nil)
+
+// Open opens (creating if needed) the database at cfg.Path, migrates its
+// schema, turns records left pending by a crash into interrupted ones (see
+// Recovered), and starts the writer.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
+	cfg, err := cfg.validate()
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "store")
+	s := &Store{cfg: cfg, log: log, reqs: make(chan *request, queueSize), done: make(chan struct{})}
+	if err := s.open(ctx); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
+	}
+	if s.recovered > 0 {
+		log.Warn("records left started by a crash are now interrupted", "records", s.recovered)
+	}
+	go s.run(context.Background())
+	return s, nil
+}
+
+// OpenReadOnly opens an existing database for queries alone: `tapline
+// query` and the dashboard while `tapline serve` writes it (DESIGN.md §3).
+// It neither migrates nor recovers pending records (they belong to the live
+// writer), and starts no writer: Append, Begin, Finish, SetCursor and Prune
+// return ErrReadOnly. Only one process may open a database with Open.
+func OpenReadOnly(ctx context.Context, path string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{cfg: Config{Path: path}, log: log.With("component", "store")}
+	if err := s.openReader(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("open store %s read-only: %w", path, err), s.closeDBs())
+	}
+	return s, nil
+}
+
+// openReader opens the read pool on an existing database of this build's
+// schema version.
+func (s *Store) openReader(ctx context.Context) error {
+	// Opening would create a missing file; a query of nothing should fail.
+	if _, err := os.Stat(s.cfg.Path); err != nil {
+		return err
+	}
+	var err error
+	if s.rdb, err = sql.Open("sqlite", dsn(s.cfg.Path, readParams)); err != nil {
+		return err
+	}
+	s.rdb.SetMaxOpenConns(readConns)
+	var version int
+	if err := s.rdb.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version != len(migrations) {
+		return fmt.Errorf("schema version %d, this build reads %d: open it once with Open to migrate",
+			version, len(migrations))
+	}
+	return nil
+}
+
+// open connects both pools, migrates, recovers and prepares the writer.
+func (s *Store) open(ctx context.Context) error {
+	var err error
+	if s.wdb, err = sql.Open("sqlite", dsn(s.cfg.Path, writeParams)); err != nil {
+		return fmt.Errorf("open write connection: %w", err)
+	}
+	// One connection: the writer's. database/sql reuses statements prepared
+	// on the DB only while they stay on the same connection.
+	s.wdb.SetMaxOpenConns(1)
+	s.wdb.SetMaxIdleConns(1)
+	s.wdb.SetConnMaxLifetime(0)
+	s.wdb.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, s.wdb); err != nil {
+		return err
+	}
+	c, lastSeq, n, err := recoverPending(ctx, s.wdb)
+	if err != nil {
+		return err
+	}
+	s.recovered = n
+	if s.w, err = newWriter(ctx, s.wdb, s.cfg, s.log, c, lastSeq); err != nil {
+		return err
+	}
+	s.stats = s.w.stats()
+	if s.rdb, err = sql.Open("sqlite", dsn(s.cfg.Path, readParams)); err != nil {
+		return fmt.Errorf("open read pool: %w", err)
+	}
+	s.rdb.SetMaxOpenConns(readConns)
+	if err := s.rdb.PingContext(ctx); err != nil {
+		return fmt.Errorf("open read pool: %w", err)
+	}
+	return nil
+}
+
+// Connection parameters. The writer sets WAL; BEGIN IMMEDIATE takes the
+// write lock up front (no upgrade deadlock with another process); temp_store
+// keeps the per-request savepoint journals in memory. Readers are query_only
+// so that nothing can write around the writer.
+const (
+	writeParams = "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)" +
+		"&_pragma=temp_store(MEMORY)&_txlock=immediate"
+	readParams = "_pragma=busy_timeout(5000)&_pragma=query_only(1)"
+	readConns  = 4
+)
+
+// dsn builds a modernc.org/sqlite URI for path. SQLite decodes %XX in URI
+// paths, and the driver splits the DSN at the first '?', so those characters
+// are escaped.
+func dsn(path, params string) string {
+	esc := strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(path)
+	return "file:" + esc + "?" + params
+}
+
+// Recovered is the number of records left pending (state started) by an
+// earlier process that Open turned into interrupted, released records.
+func (s *Store) Recovered() int { return s.recovered }
+
+// Stats returns the store's counters as of the last commit; it does not
+// touch the database. On a store opened read-only it counts the database
+// instead, and the since-Open counters are zero.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return Stats{}, fmt.Errorf("read stats: %w", err)
+	}
+	if s.w == nil {
+		var st Stats
+		const q = `SELECT count(*), count(*) - count(seq), coalesce(sum(size), 0), coalesce(max(seq), 0)
+			FROM records`
+		if err := s.rdb.QueryRowContext(ctx, q).Scan(&st.Records, &st.Pending, &st.Bytes, &st.LastSeq); err != nil {
+			return Stats{}, fmt.Errorf("read stats: %w", err)
+		}
+		return st, nil
+	}
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.stats, nil
+}
+
+// publish records the writer's counters after a commit.
+func (s *Store) publish(st Stats) {
+	s.statsMu.Lock()
+	s.stats = st
+	s.statsMu.Unlock()
+}
+
+// Close stops accepting writes, lets the writer commit and answer every
+// request already queued, then closes the database. Calls after the first
+// return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.w != nil {
+			s.mu.Lock()
+			s.closed = true
+			close(s.reqs)
+			s.mu.Unlock()
+			<-s.done
+		}
+		s.closeErr = s.closeDBs()
+	})
+	return s.closeErr
+}
+
+// closeDBs releases the writer's statements and both pools.
+func (s *Store) closeDBs() error {
+	var errs []error
+	if s.w != nil {
+		s.w.logDrops(true)
+		errs = append(errs, s.w.close())
+	}
+	if s.rdb != nil {
+		errs = append(errs, s.rdb.Close())
+	}
+	if s.wdb != nil {
+		errs = append(errs, s.wdb.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	return nil
+}

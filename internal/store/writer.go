@@ -1,0 +1,296 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Group commit bounds. A batch takes queued requests until one of the bounds
+// is reached; a single request larger than a bound is committed alone.
+const (
+	queueSize       = 1024     // requests waiting for the writer
+	maxBatchRecords = 2000     // records per transaction
+	maxBatchBytes   = 16 << 20 // bytes of record data per transaction
+	dropLogEvery    = time.Minute
+)
+
+// opKind is what a write request does.
+type opKind int
+
+const (
+	opAppend opKind = iota
+	opBegin
+	opFinish
+	opSetCursor
+	opPrune
+)
+
+// journal reports whether the op is one of record.Journal's writes, the
+// ones Stats.Appended counts.
+func (o opKind) journal() bool { return o == opAppend || o == opBegin || o == opFinish }
+
+// request is one caller's write, queued for the writer.
+type request struct {
+	op    opKind
+	rows  []row       // opAppend, opBegin, opFinish (one row)
+	bytes int64       // sum of len(rows[i].data)
+	sink  string      // opSetCursor
+	seq   int64       // opSetCursor
+	sinks []string    // opPrune: the cursors that bound it
+	cut   int64       // opPrune: delete records with time before this (unix nanos)
+	limit int         // opPrune: at most this many per request
+	done  chan result // buffered; the writer sends exactly once
+}
+
+// result is the writer's answer to one request.
+type result struct {
+	n   int // records added (Append) or deleted (Prune)
+	err error
+}
+
+// do queues r and waits for its result. If ctx ends first it returns
+// ctx.Err(); the request may still be committed afterwards.
+func (s *Store) do(ctx context.Context, r *request) (int, error) {
+	if s.w == nil {
+		return 0, ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	r.done = make(chan result, 1)
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return 0, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		return res.n, res.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// weight is what a request counts against the batch bounds.
+func (r *request) weight() (int, int64) {
+	if len(r.rows) == 0 {
+		return 1, 0
+	}
+	return len(r.rows), r.bytes
+}
+
+// run is the writer goroutine: it takes everything queued (within the batch
+// bounds), commits it in one transaction and answers each waiter. It returns
+// once Close has closed the queue and every queued request is answered.
+func (s *Store) run(ctx context.Context) {
+	defer close(s.done)
+	var carry *request
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			r, ok := <-s.reqs
+			if !ok {
+				return
+			}
+			first = r
+		}
+		batch := []*request{first}
+		n, b := first.weight()
+	fill:
+		for n < maxBatchRecords && b < maxBatchBytes {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break fill
+				}
+				rn, rb := r.weight()
+				if n+rn > maxBatchRecords || b+rb > maxBatchBytes {
+					carry = r
+					break fill
+				}
+				batch = append(batch, r)
+				n, b = n+rn, b+rb
+			default:
+				break fill
+			}
+		}
+		results := s.w.commit(ctx, batch)
+		s.publish(s.w.stats())
+		s.w.logDrops(false)
+		for i, r := range batch {
+			r.done <- results[i]
+		}
+	}
+}
+
+// writer holds the write connection's statements and the in-memory state
+// that mirrors the database: the seq counter and the counts.
+type writer struct {
+	db         *sql.DB
+	log        *slog.Logger
+	now        func() time.Time
+	maxBytes   int64
+	dropOldest bool
+	prepared   [numStmts]*sql.Stmt
+
+	seq int64 // last seq assigned; never rolled back, so never reused
+	c   counts
+
+	commits, appended, rejected int64
+
+	loggedDropped int64     // c.dropped as of the last drop log line
+	lastDropLog   time.Time // when that line was written
+}
+
+// newWriter prepares the writer's statements on db's single connection.
+func newWriter(ctx context.Context, db *sql.DB, cfg Config, log *slog.Logger, c counts, lastSeq int64) (*writer, error) {
+	w := &writer{
+		db:         db,
+		log:        log,
+		now:        time.Now,
+		maxBytes:   cfg.MaxBytes,
+		dropOldest: cfg.WhenFull == WhenFullDropOldest,
+		seq:        lastSeq,
+		c:          c,
+	}
+	for id, q := range stmtSQL {
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			return nil, errors.Join(fmt.Errorf("prepare %q: %w", q, err), w.close())
+		}
+		w.prepared[id] = st
+	}
+	return w, nil
+}
+
+// close releases the prepared statements.
+func (w *writer) close() error {
+	var errs []error
+	for _, st := range w.prepared {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// stats is the writer's view of Stats.
+func (w *writer) stats() Stats {
+	return Stats{
+		Records:  w.c.records,
+		Pending:  w.c.pending,
+		Bytes:    w.c.bytes,
+		LastSeq:  w.seq,
+		Dropped:  w.c.dropped,
+		Rejected: w.rejected,
+		Commits:  w.commits,
+		Appended: w.appended,
+	}
+}
+
+// commit runs batch in one transaction and returns one result per request.
+// A request that fails alone (record.ErrFull) is rolled back to its
+// savepoint and the others still commit; if the transaction itself fails,
+// every request gets that error and the in-memory state is restored.
+func (w *writer) commit(ctx context.Context, batch []*request) []result {
+	results := make([]result, len(batch))
+	before := w.c
+	if err := w.runBatch(ctx, batch, results); err != nil {
+		w.c = before
+		for i := range results {
+			results[i] = result{err: err}
+		}
+		return results
+	}
+	w.commits++
+	for i, r := range batch {
+		switch {
+		case results[i].err == nil && r.op.journal():
+			w.appended++
+		case errors.Is(results[i].err, errFull):
+			w.rejected++
+		}
+	}
+	return results
+}
+
+// runBatch applies each request of batch inside one transaction and commits.
+func (w *writer) runBatch(ctx context.Context, batch []*request, results []result) (err error) {
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	t := &txn{tx: tx, w: w}
+	defer func() {
+		if err == nil {
+			return
+		}
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			err = errors.Join(err, fmt.Errorf("roll back: %w", rbErr))
+		}
+	}()
+	// Savepoints cost a statement journal per request; they are needed only
+	// when a request can be refused for size after it has written.
+	isolate := w.maxBytes > 0
+	for i, r := range batch {
+		if isolate {
+			if _, err := t.exec(ctx, sSavepoint); err != nil {
+				return fmt.Errorf("open savepoint: %w", err)
+			}
+		}
+		snap := w.c
+		n, aerr := w.apply(ctx, t, r)
+		switch {
+		case aerr == nil:
+		case isolate && errors.Is(aerr, errFull):
+			w.c = snap
+			n = 0
+			if _, err := t.exec(ctx, sRollbackTo); err != nil {
+				return fmt.Errorf("roll back to savepoint: %w", err)
+			}
+		default:
+			// A technical failure: the transaction's state is unknown.
+			return aerr
+		}
+		if isolate {
+			if _, err := t.exec(ctx, sRelease); err != nil {
+				return fmt.Errorf("release savepoint: %w", err)
+			}
+		}
+		results[i] = result{n: n, err: aerr}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// logDrops logs drop_oldest deletions: the first at once, then at most once
+// per dropLogEvery with the count since the last line; final flushes the
+// remainder at Close.
+func (w *writer) logDrops(final bool) {
+	n := w.c.dropped - w.loggedDropped
+	if n == 0 {
+		return
+	}
+	now := w.now()
+	if !final && !w.lastDropLog.IsZero() && now.Sub(w.lastDropLog) < dropLogEvery {
+		return
+	}
+	w.log.Warn("store full, dropped oldest records",
+		"dropped", n, "dropped_total", w.c.dropped, "max_bytes", w.maxBytes)
+	w.loggedDropped = w.c.dropped
+	w.lastDropLog = now
+}
