@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tapline/tapline/internal/auth"
+	"github.com/tapline/tapline/internal/config"
+	"github.com/tapline/tapline/internal/emulator"
+)
+
+func newDemo(e *env) *cobra.Command {
+	var listen, storePath string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a gateway in front of an emulated Azure OpenAI, with a ready key",
+		Long: `Starts an emulated Azure OpenAI (deployments gpt-4o, gpt-4o-mini and
+text-embedding-3-small) and a gateway in front of it with strict audit and
+full capture, makes a few calls so the store has something to show, and
+prints a curl command that works as it is. Records go to --store; read
+them with 'tapline query requests --store FILE'. Stop with Ctrl-C.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			level := slog.LevelWarn
+			if !quiet {
+				level = slog.LevelInfo
+			}
+			return runDemo(cmd.Context(), e, listen, storePath, newLogger(e.stderr, level))
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "gateway address")
+	cmd.Flags().StringVar(&storePath, "store", "tapline-demo.db", "store database file")
+	cmd.Flags().BoolVar(&quiet, "quiet", false, "log warnings and errors only")
+	return cmd
+}
+
+func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slog.Logger) error {
+	upstreamKey := randomHex(16)
+	aoaiURL, stopAOAI, err := emulator.ListenAOAI(ctx, "127.0.0.1:0", emulator.AOAIConfig{
+		Deployments: map[string]string{
+			"gpt-4o":                 "gpt-4o-2024-08-06",
+			"gpt-4o-mini":            "gpt-4o-mini-2024-07-18",
+			"text-embedding-3-small": "text-embedding-3-small",
+		},
+		APIKeys:         []string{upstreamKey},
+		Latency:         20 * time.Millisecond,
+		TokensPerSecond: 200,
+	}, log.With("component", "emulator"))
+	if err != nil {
+		return fmt.Errorf("start emulated azure openai: %w", err)
+	}
+	defer stopAOAI()
+
+	demoKey, demoHash, err := auth.NewKey()
+	if err != nil {
+		return err
+	}
+	teamKey, teamHash, err := auth.NewKey()
+	if err != nil {
+		return err
+	}
+	cfg := &config.Config{
+		Store: config.Store{Path: storePath},
+		Gateway: &config.Gateway{
+			Listen: listenAddr,
+			Redact: []config.RedactRule{{Name: "email", Pattern: `[\w.+-]+@[\w-]+\.[\w.]+`}},
+			Auth:   config.GatewayAuth{Keys: []config.Key{{Name: "demo", Hash: demoHash}, {Name: "analytics-team", Hash: teamHash}}},
+			Backends: []config.Backend{{Name: "emulated-eastus", URL: aoaiURL, Auth: config.AuthAPIKey,
+				APIKey: upstreamKey}},
+		},
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, cfg.Store, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	gw, err := newGateway(cfg, st, log)
+	if err != nil {
+		return err
+	}
+	srv, err := listen("gateway", listenAddr, gw)
+	if err != nil {
+		return err
+	}
+	base := "http://" + srv.ln.Addr().String()
+	go demoTraffic(ctx, base, teamKey, log)
+
+	fmt.Fprintf(e.stdout, "Tapline demo: a gateway on %s in front of an emulated Azure OpenAI.\n", base)
+	fmt.Fprintf(e.stdout, "Gateway key for the caller \"demo\" (shown once): %s\n", demoKey)
+	fmt.Fprintf(e.stdout, "Records: tapline query requests --store %s\n", storePath)
+	fmt.Fprintf(e.stdout, "Usage:   tapline query usage --store %s --by principal,deployment\n", storePath)
+	fmt.Fprintln(e.stdout, "Try a call (Ctrl-C stops the demo):")
+	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' -H 'api-key: %s' -H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello from curl\"}]}'\n",
+		base, demoKey)
+	return runAll(ctx, st, []*server{srv}, log)
+}
+
+// demoTraffic makes a few calls as another caller, so that the queries
+// have something to show from the first minute.
+func demoTraffic(ctx context.Context, base, key string, log *slog.Logger) {
+	calls := []struct{ path, body string }{
+		{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+			`{"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise our Q3 plan; mail it to ana@contoso.com"}]}`},
+		{"/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+			`{"stream":true,"messages":[{"role":"user","content":"Write a haiku about audit logs"}]}`},
+		{"/openai/deployments/text-embedding-3-small/embeddings?api-version=2024-10-21",
+			`{"input":["quarterly revenue","audit trail"]}`},
+		{"/openai/v1/responses", `{"model":"gpt-4o","input":"Say hello"}`},
+		{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
+			`{"messages":[{"role":"user","content":"How do I rob a bank with violence?"}]}`},
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, c := range calls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+c.path, bytes.NewBufferString(c.body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("api-key", key)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "tapline-demo")
+		resp, err := client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("demo call failed", "err", err)
+			}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tapline/tapline/internal/emulator"
+	"github.com/tapline/tapline/internal/record"
+)
+
+// tapline runs the command line in-process and returns its exit code and
+// output.
+func tapline(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("gateway:\n  listn: x\n  audit: sometimes\n"), 0o600)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"version", []string{"version"}, 0, "tapline dev"},
+		{"help", []string{"--help"}, 0, "Run a gateway in front of an emulated Azure OpenAI"},
+		{"unknown flag", []string{"query", "requests", "--colour"}, 2, "unknown flag"},
+		{"missing config flag", []string{"serve"}, 2, "--config is required"},
+		{"missing config file", []string{"check", "--config", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
+		{"bad config names every field", []string{"check", "--config", bad}, 2, "gateway.listn: unknown key"},
+		{"bad format", []string{"query", "requests", "--store", filepath.Join(dir, "x.db"), "--format", "xml"}, 2, "--format"},
+		{"bad since", []string{"query", "usage", "--store", filepath.Join(dir, "x.db"), "--since", "yesterday"}, 2, "--since"},
+		{"bad group", []string{"query", "usage", "--store", filepath.Join(dir, "x.db"), "--by", "colour"}, 2, "--by"},
+		{"stray argument", []string{"version", "now"}, 2, "takes no arguments"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := tapline(t, c.args...)
+			if code != c.code || !strings.Contains(out+errs, c.want) {
+				t.Errorf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, c.code, out, errs)
+			}
+		})
+	}
+}
+
+func TestEveryCommandHasHelp(t *testing.T) {
+	root := newRoot(&env{stdout: io.Discard, stderr: io.Discard, lookup: os.LookupEnv})
+	for _, c := range root.Commands() {
+		for _, sub := range append(c.Commands(), c) {
+			args := strings.Fields(strings.TrimPrefix(sub.CommandPath(), "tapline "))
+			code, out, _ := tapline(t, append(args, "--help")...)
+			if code != 0 || !strings.Contains(out, "Usage:") || sub.Short == "" {
+				t.Errorf("%s --help: exit %d, short %q\n%s", sub.CommandPath(), code, sub.Short, out)
+			}
+		}
+	}
+}
+
+func TestFlagsFromEnvironment(t *testing.T) {
+	t.Setenv("TAPLINE_FORMAT", "xml")
+	code, _, errs := tapline(t, "query", "requests", "--store", filepath.Join(t.TempDir(), "x.db"))
+	if code != 2 || !strings.Contains(errs, `"xml"`) {
+		t.Errorf("TAPLINE_FORMAT was not applied: exit %d %s", code, errs)
+	}
+}
+
+func TestKeysNew(t *testing.T) {
+	code, out, _ := tapline(t, "keys", "new", "--name", "build-bot")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	key := lines[0]
+	sum := sha256.Sum256([]byte(key))
+	if !strings.HasPrefix(key, "tapline_") || !strings.Contains(lines[2], "sha256:"+hex.EncodeToString(sum[:])) ||
+		!strings.Contains(lines[2], "name: build-bot") || strings.Contains(lines[2], key) {
+		t.Errorf("key line %q, entry %q", key, lines[2])
+	}
+	if code, _, _ := tapline(t, "keys", "new", "--name", "bad name!"); code != 2 {
+		t.Errorf("a bad name exits %d", code)
+	}
+}
+
+func TestCheckProbesBackends(t *testing.T) {
+	aoai := emulator.NewAOAI(emulator.AOAIConfig{Deployments: map[string]string{"gpt-4o": "gpt-4o"},
+		APIKeys: []string{"good-upstream-key"}}, slog.New(slog.DiscardHandler))
+	up := httptest.NewServer(aoai)
+	defer up.Close()
+	write := func(upstreamKey string) string {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		os.WriteFile(p, []byte(fmt.Sprintf(`gateway:
+  auth: {keys: [{name: a, hash: "sha256:%s"}]}
+  backends:
+    - {name: emu, url: %s, api_key: %s}
+`, strings.Repeat("ab", 32), up.URL, upstreamKey)), 0o600)
+		return p
+	}
+	code, out, errs := tapline(t, "check", "--config", write("good-upstream-key"))
+	if code != 0 || !strings.Contains(out, "emu") || !strings.Contains(out, "ok") {
+		t.Errorf("good key: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = tapline(t, "check", "--config", write("wrong-upstream-key"))
+	if code != 1 || !strings.Contains(out, "refused the credential") || strings.Contains(out+errs, "wrong-upstream-key") {
+		t.Errorf("bad key: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuffer) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The demo prints a curl line that works as printed, and the queries show
+// what it recorded.
+func TestDemo(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl is not installed")
+	}
+	db := filepath.Join(t.TempDir(), "demo.db")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--store", db, "--quiet"}, out, io.Discard) }()
+
+	var line string
+	for deadline := time.Now().Add(20 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		sc := bufio.NewScanner(strings.NewReader(out.String()))
+		for sc.Scan() {
+			if strings.HasPrefix(sc.Text(), "curl ") {
+				line = sc.Text()
+			}
+		}
+	}
+	if line == "" || strings.Contains(line, "\x1b") || strings.HasSuffix(line, "\\") {
+		t.Fatalf("no single-line curl command in:\n%s", out.String())
+	}
+	body, err := exec.Command("sh", "-c", strings.Replace(line, "curl ", curl+" -f ", 1)).Output()
+	if err != nil {
+		t.Fatalf("the printed curl failed: %v\n%s", err, body)
+	}
+	var chat struct {
+		Choices []struct{ Message struct{ Content string } }
+	}
+	if json.Unmarshal(body, &chat) != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" {
+		t.Fatalf("curl got %s", body)
+	}
+
+	// The demo's own traffic and the curl call are in the store, readable
+	// while the demo runs.
+	var recs []record.GatewayRequest
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		code, js, errs := tapline(t, "query", "requests", "--store", db, "--format", "json")
+		if code != 0 {
+			t.Fatalf("query: %d %s", code, errs)
+		}
+		recs = recs[:0]
+		for _, l := range strings.Split(strings.TrimSpace(js), "\n") {
+			var env struct{ Data record.GatewayRequest }
+			if json.Unmarshal([]byte(l), &env) == nil {
+				recs = append(recs, env.Data)
+			}
+		}
+		if len(recs) >= 6 && finishedAll(recs) {
+			break
+		}
+	}
+	principals := map[string]int{}
+	for _, r := range recs {
+		principals[r.Principal.ID()]++
+	}
+	if principals["key:demo"] != 1 || principals["key:analytics-team"] != 5 {
+		t.Errorf("records by principal: %v", principals)
+	}
+	code, csv, _ := tapline(t, "query", "usage", "--store", db, "--by", "principal,deployment", "--format", "csv")
+	if code != 0 || !strings.HasPrefix(csv, "principal,deployment,requests,") || !strings.Contains(csv, "key:demo,gpt-4o,1,") {
+		t.Errorf("usage csv:\n%s", csv)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("demo exited %d", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop on cancel")
+	}
+}
+
+func finishedAll(recs []record.GatewayRequest) bool {
+	for _, r := range recs {
+		if r.State == record.StateStarted {
+			return false
+		}
+	}
+	return true
+}

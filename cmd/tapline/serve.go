@@ -1,0 +1,58 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/spf13/cobra"
+)
+
+func newServe(e *env) *cobra.Command {
+	var cfgPath string
+	var debug bool
+	cmd := &cobra.Command{
+		Use:   "serve --config FILE",
+		Short: "Run everything the configuration enables",
+		Long: `Runs every part the configuration enables: the gateway on gateway.listen,
+and the store's retention. Stops cleanly on SIGINT or SIGTERM: calls in
+flight finish and are recorded (a second signal exits at once).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(e, cfgPath)
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if debug {
+				level = slog.LevelDebug
+			}
+			log := newLogger(e.stderr, level)
+			ctx := cmd.Context()
+			st, err := openStore(ctx, cfg.Store, log)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			var servers []*server
+			if cfg.Gateway != nil {
+				gw, err := newGateway(cfg, st, log)
+				if err != nil {
+					return err
+				}
+				s, err := listen("gateway", cfg.Gateway.Listen, gw)
+				if err != nil {
+					return err
+				}
+				log.Info("gateway listening", "addr", s.ln.Addr().String(), "audit", cfg.Gateway.Audit,
+					"capture", cfg.Gateway.Capture, "backends", len(cfg.Gateway.Backends))
+				servers = append(servers, s)
+			}
+			if len(servers) == 0 {
+				log.Warn("the configuration enables nothing to serve (no gateway section)")
+			}
+			return runAll(ctx, st, servers, log)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file (YAML)")
+	cmd.Flags().BoolVar(&debug, "debug", false, "log at debug level")
+	return cmd
+}

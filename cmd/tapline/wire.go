@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tapline/tapline/internal/auth"
+	"github.com/tapline/tapline/internal/azure"
+	"github.com/tapline/tapline/internal/config"
+	"github.com/tapline/tapline/internal/gateway"
+	"github.com/tapline/tapline/internal/store"
+)
+
+// wire.go is the composition root: the one place that turns configuration
+// into running parts.
+
+func openStore(ctx context.Context, cfg config.Store, log *slog.Logger) (*store.Store, error) {
+	st, err := store.Open(ctx, store.Config{
+		Path:      cfg.Path,
+		MaxBytes:  int64(cfg.MaxBytes),
+		WhenFull:  cfg.WhenFull,
+		Retention: cfg.Retention.D(),
+	}, log.With("component", "store"))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.Path, err)
+	}
+	return st, nil
+}
+
+// newGateway builds the gateway from configuration, with the Azure
+// credential when a backend uses managed identity.
+func newGateway(cfg *config.Config, st *store.Store, log *slog.Logger) (*gateway.Gateway, error) {
+	keys, err := auth.NewKeys(cfg.Gateway.Auth.Keys)
+	if err != nil {
+		return nil, err
+	}
+	var tokens gateway.TokenSource
+	for _, b := range cfg.Gateway.Backends {
+		if b.Auth == config.AuthManagedIdentity {
+			cred, err := azure.NewCredential(cfg.Azure)
+			if err != nil {
+				return nil, err
+			}
+			tokens = azure.NewTokenSource(cred, azure.CognitiveServicesScope)
+			break
+		}
+	}
+	if cfg.Azure.Credential == config.CredentialDefault {
+		for _, b := range cfg.Gateway.Backends {
+			if b.Auth == config.AuthManagedIdentity && !isHTTPS(b.URL) {
+				log.Warn("sending a bearer token over http to a loopback emulator", "backend", b.Name)
+			}
+		}
+	}
+	return gateway.New(gateway.Options{Config: cfg.Gateway, Journal: st, Auth: keys, Tokens: tokens}, log)
+}
+
+func isHTTPS(u string) bool { return len(u) > 8 && u[:8] == "https://" }
+
+// server is an HTTP listener that runs until its context ends.
+type server struct {
+	name string
+	ln   net.Listener
+	srv  *http.Server
+}
+
+func listen(name, addr string, h http.Handler) (*server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: listen on %s: %w", name, addr, err)
+	}
+	return &server{name: name, ln: ln, srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}}, nil
+}
+
+// run serves until ctx ends, then shuts down within 30 seconds: calls in
+// flight finish and are recorded.
+func (s *server) run(ctx context.Context, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.srv.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s: %w", s.name, err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "listener", s.name)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("%s: shutdown: %w", s.name, err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s: %w", s.name, err)
+	}
+	return nil
+}
+
+// maintain prunes the store on a schedule until ctx ends.
+func maintain(ctx context.Context, st *store.Store, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			n, err := st.Prune(ctx, time.Now(), nil)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				log.Error("prune store", "err", err)
+			case n > 0:
+				log.Info("pruned records past retention", "records", n)
+			}
+		}
+	}
+}
+
+// runAll runs the listeners and the store's maintenance until ctx ends or
+// one of them fails.
+func runAll(ctx context.Context, st *store.Store, servers []*server, log *slog.Logger) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, s := range servers {
+		g.Go(func() error { return s.run(ctx, log) })
+	}
+	g.Go(func() error { return maintain(ctx, st, 10*time.Minute, log) })
+	return g.Wait()
+}
