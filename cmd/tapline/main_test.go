@@ -131,8 +131,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // The demo prints a curl line that works as printed, and the queries show
 // what it recorded.
@@ -146,7 +150,9 @@ func TestDemo(t *testing.T) {
 	defer cancel()
 	out := &syncBuffer{}
 	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--store", db, "--quiet"}, out, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--store", db, "--quiet"}, out, io.Discard)
+	}()
 
 	var line string
 	for deadline := time.Now().Add(20 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
