@@ -39,11 +39,12 @@ var listeningRE = regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
 
 // startGateway runs `tapline serve` in a child process and returns it with
 // the gateway's base URL.
-func startGateway(t *testing.T, cfgPath string) (*exec.Cmd, string) {
+func startGateway(t *testing.T, cfgPath string, logs io.Writer) (*exec.Cmd, string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServeHelper$")
 	cmd.Env = append(os.Environ(), "TAPLINE_TEST_SERVE="+cfgPath)
-	stderr, _ := cmd.StderrPipe()
+	pipe, _ := cmd.StderrPipe()
+	stderr := io.TeeReader(pipe, logs)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +90,8 @@ gateway:
   backends: [{name: emu, url: %s, api_key: upstream-key}]
 `, db, hash, up.URL)), 0o600)
 
-	child, base := startGateway(t, cfg)
+	logs := &syncBuffer{}
+	child, base := startGateway(t, cfg, logs)
 	var acked atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -126,7 +128,7 @@ gateway:
 
 	// Restart on the same store: records the kill left started become
 	// interrupted.
-	child2, _ := startGateway(t, cfg)
+	child2, _ := startGateway(t, cfg, logs)
 	child2.Process.Signal(syscall.SIGTERM)
 	child2.Wait()
 
@@ -166,4 +168,37 @@ gateway:
 	if counts[record.StateInterrupted] == 0 {
 		t.Errorf("the kill interrupted no call in flight; the test did not test anything")
 	}
+	assertNoSecrets(t, dir, logs.String(), key, "upstream-key")
+}
+
+// assertNoSecrets scans every file under dir (the store, its WAL, sink
+// files) and the logs for the secrets the test used.
+func assertNoSecrets(t *testing.T, dir, logs string, secrets ...string) {
+	t.Helper()
+	scanned := 0
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(p, ".yaml") { // the config holds them by design
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		scanned += len(b)
+		for _, s := range secrets {
+			if strings.Contains(string(b), s) {
+				t.Errorf("%s contains a secret (%.12s...)", p, s)
+			}
+		}
+		return nil
+	})
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("the logs contain a secret (%.12s...)", s)
+		}
+	}
+	if scanned == 0 || logs == "" {
+		t.Fatalf("nothing to scan: %d bytes of files, %d of logs", scanned, len(logs))
+	}
+	t.Logf("scanned %d bytes of files and %d of logs for %d secrets", scanned, len(logs), len(secrets))
 }
