@@ -37,9 +37,22 @@ func openStore(ctx context.Context, cfg config.Store, log *slog.Logger) (*store.
 // newGateway builds the gateway from configuration, with the Azure
 // credential when a backend uses managed identity.
 func newGateway(cfg *config.Config, st *store.Store, log *slog.Logger) (*gateway.Gateway, error) {
-	keys, err := auth.NewKeys(cfg.Gateway.Auth.Keys)
-	if err != nil {
-		return nil, err
+	var keys *auth.Keys
+	if len(cfg.Gateway.Auth.Keys) > 0 {
+		k, err := auth.NewKeys(cfg.Gateway.Auth.Keys)
+		if err != nil {
+			return nil, err
+		}
+		keys = k
+	}
+	var entra auth.TokenVerifier
+	if e := cfg.Gateway.Auth.Entra; e != nil {
+		v, err := auth.NewEntra(auth.EntraConfig{Authority: cfg.Azure.Authority, Tenants: e.Tenants,
+			Audiences: e.Audiences, RequiredRoles: e.RequiredRoles}, log.With("component", "entra"))
+		if err != nil {
+			return nil, fmt.Errorf("entra: %w", err)
+		}
+		entra = v
 	}
 	var tokens gateway.TokenSource
 	for _, b := range cfg.Gateway.Backends {
@@ -59,7 +72,8 @@ func newGateway(cfg *config.Config, st *store.Store, log *slog.Logger) (*gateway
 			}
 		}
 	}
-	return gateway.New(gateway.Options{Config: cfg.Gateway, Journal: st, Auth: keys, Tokens: tokens}, log)
+	return gateway.New(gateway.Options{Config: cfg.Gateway, Journal: st, Auth: auth.NewCallers(keys, entra),
+		Tokens: tokens}, log)
 }
 
 func isHTTPS(u string) bool { return len(u) > 8 && u[:8] == "https://" }

@@ -43,7 +43,10 @@ func TestKeys(t *testing.T) {
 			if c.header[0] != "" {
 				r.Header.Set(c.header[0], c.header[1])
 			}
-			res := k.Authenticate(r)
+			res, err := NewCallers(k, nil).Authenticate(r)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if res.OK != c.ok || !strings.Contains(res.Reason, c.message) {
 				t.Fatalf("got %+v", res)
 			}

@@ -54,9 +54,20 @@ type RedactRule struct {
 	Pattern string `yaml:"pattern"`
 }
 
-// GatewayAuth says how callers prove who they are.
+// GatewayAuth says how callers prove who they are: gateway keys, Entra ID
+// tokens, or both.
 type GatewayAuth struct {
-	Keys []Key `yaml:"keys"`
+	Entra *Entra `yaml:"entra"`
+	Keys  []Key  `yaml:"keys"`
+}
+
+// Entra accepts Entra ID access tokens (v1 and v2) issued by these tenants
+// for these audiences. Discovery is at
+// {azure.authority}/{tenant}/v2.0/.well-known/openid-configuration.
+type Entra struct {
+	Tenants       []string `yaml:"tenants"`
+	Audiences     []string `yaml:"audiences"`
+	RequiredRoles []string `yaml:"required_roles"`
 }
 
 // Key is a gateway key, stored only as its SHA-256 ("sha256:<64 hex>").

@@ -97,6 +97,7 @@ gateway:
     keys:
       - {name: a, hash: plaintext-key}
       - {name: a, hash: "` + hashA + `"}
+    entra: {tenants: [contoso.onmicrosoft.com]}
   backends:
     - {name: b1, url: http://contoso.openai.azure.com, auth: api_key}
     - {name: b1, url: https://x, api: openai, auth: managed_identity, colour: red}
@@ -126,6 +127,8 @@ gateway:
 		`gateway.backends[1].name: duplicate backend name "b1"`,
 		`gateway.backends[1].auth: managed_identity works only with api: azure`,
 		`gateway.redact[0].pattern: not a valid regular expression`,
+		`gateway.auth.entra.tenants[0]: "contoso.onmicrosoft.com" is not a tenant id`,
+		`gateway.auth.entra.audiences: at least one audience is required`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -102,6 +102,7 @@ func IsLoopback(host string) bool {
 
 var (
 	keyHash     = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	guid        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	backendName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 )
 
@@ -131,8 +132,26 @@ func (v *validator) gateway(g *Gateway) {
 			v.add(fmt.Sprintf("gateway.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
-	if len(g.Auth.Keys) == 0 {
-		v.add("gateway.auth", "no way for callers to authenticate: add keys (tapline keys new --name NAME)")
+	if len(g.Auth.Keys) == 0 && g.Auth.Entra == nil {
+		v.add("gateway.auth", "no way for callers to authenticate: add keys (tapline keys new --name NAME) or entra")
+	}
+	if e := g.Auth.Entra; e != nil {
+		if len(e.Tenants) == 0 {
+			v.add("gateway.auth.entra.tenants", "at least one tenant id is required")
+		}
+		for i, t := range e.Tenants {
+			if !guid.MatchString(t) {
+				v.add(fmt.Sprintf("gateway.auth.entra.tenants[%d]", i), "%q is not a tenant id (a GUID)", t)
+			}
+		}
+		if len(e.Audiences) == 0 {
+			v.add("gateway.auth.entra.audiences", "at least one audience is required (the API's App ID URI or client id)")
+		}
+		for i, a := range e.Audiences {
+			if a == "" {
+				v.add(fmt.Sprintf("gateway.auth.entra.audiences[%d]", i), "must not be empty")
+			}
+		}
 	}
 	names := map[string]bool{}
 	for i, k := range g.Auth.Keys {

@@ -33,9 +33,11 @@ import (
 // audit record of its call.
 const HeaderRequestID = "X-Tapline-Request-Id"
 
-// Authenticator identifies the caller of a request.
+// Authenticator identifies the caller of a request. It returns an error
+// only when it cannot decide (an identity provider is unreachable); bad
+// credentials are a Result that is not OK.
 type Authenticator interface {
-	Authenticate(r *http.Request) auth.Result
+	Authenticate(r *http.Request) (auth.Result, error)
 }
 
 // TokenSource gives the gateway a bearer token for managed-identity backends.
@@ -152,9 +154,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(HeaderRequestID, c.id)
 	defer g.end(c, w)
 
-	res := g.auth.Authenticate(r)
+	res, err := g.auth.Authenticate(r)
 	c.rec.Principal = res.Principal
-	if !res.OK {
+	switch {
+	case err != nil:
+		g.log.Error("cannot verify credentials", "request_id", c.id, "err", err)
+		c.refuse(w, http.StatusServiceUnavailable, "503",
+			"the gateway cannot verify credentials right now (its identity provider is unreachable); try again later")
+		return
+	case !res.OK:
 		c.refuse(w, res.Status, "", res.Reason)
 		return
 	}

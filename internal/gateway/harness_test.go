@@ -33,6 +33,7 @@ type harness struct {
 	store    *store.Store
 	key      string
 	cfg      *config.Config
+	entra    auth.TokenVerifier // nil unless the test set gateway.auth.entra
 }
 
 type setup func(*config.Config, *emulator.AOAIConfig)
@@ -93,7 +94,7 @@ func newHarness(t *testing.T, opts ...setup) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.gw, err = New(Options{Config: cfg.Gateway, Journal: h.store, Auth: keys, Tokens: testTokens{}},
+	h.gw, err = New(Options{Config: cfg.Gateway, Journal: h.store, Auth: auth.NewCallers(keys, h.entra), Tokens: testTokens{}},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
