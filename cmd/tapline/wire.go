@@ -94,7 +94,7 @@ func listen(name, addr string, h http.Handler) (*server, error) {
 		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    1 << 20, // an oversized token gets a recorded 401, not a bare 431
 	}}, nil
 }
 

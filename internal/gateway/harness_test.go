@@ -34,6 +34,8 @@ type harness struct {
 	key      string
 	cfg      *config.Config
 	entra    auth.TokenVerifier // nil unless the test set gateway.auth.entra
+	idp      *emulator.Entra
+	idpSrv   *httptest.Server
 }
 
 type setup func(*config.Config, *emulator.AOAIConfig)
@@ -93,6 +95,15 @@ func newHarness(t *testing.T, opts ...setup) *harness {
 	keys, err := auth.NewKeys(cfg.Gateway.Auth.Keys)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if e := cfg.Gateway.Auth.Entra; e != nil {
+		h.idp, h.idpSrv = newEntraEmulator(t, e.Tenants[0])
+		v, err := auth.NewEntra(auth.EntraConfig{Authority: h.idpSrv.URL, Tenants: e.Tenants, Audiences: e.Audiences,
+			RequiredRoles: e.RequiredRoles}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.entra = v
 	}
 	h.gw, err = New(Options{Config: cfg.Gateway, Journal: h.store, Auth: auth.NewCallers(keys, h.entra), Tokens: testTokens{}},
 		slog.New(slog.DiscardHandler))
