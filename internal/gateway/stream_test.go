@@ -257,4 +257,3 @@ func TestCapturePolicies(t *testing.T) {
 		}
 	})
 }
-
