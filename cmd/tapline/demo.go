@@ -61,6 +61,23 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 	}
 	defer stopAOAI()
 
+	idpURL, idp, stopIdP, err := emulator.ListenEntra(ctx, "127.0.0.1:0", emulator.EntraConfig{TenantID: demoTenant},
+		log.With("component", "entra-emulator"))
+	if err != nil {
+		return fmt.Errorf("start emulated entra id: %w", err)
+	}
+	defer stopIdP()
+	userToken, err := idp.Mint(emulator.TokenSpec{Version: 2, Audience: demoAudience, UPN: "ana@contoso.example",
+		Name: "Ana Demo", Expiry: time.Now().Add(12 * time.Hour)})
+	if err != nil {
+		return err
+	}
+	appToken, err := idp.Mint(emulator.TokenSpec{Version: 1, App: true, Audience: demoAudience, AppID: "reporting-job",
+		Roles: []string{"Tapline.Call"}, Expiry: time.Now().Add(12 * time.Hour)})
+	if err != nil {
+		return err
+	}
+
 	demoKey, demoHash, err := auth.NewKey()
 	if err != nil {
 		return err
@@ -71,10 +88,14 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 	}
 	cfg := &config.Config{
 		Store: config.Store{Path: storePath},
+		Azure: config.Azure{Authority: idpURL},
 		Gateway: &config.Gateway{
 			Listen: listenAddr,
 			Redact: []config.RedactRule{{Name: "email", Pattern: `[\w.+-]+@[\w-]+\.[\w.]+`}},
-			Auth:   config.GatewayAuth{Keys: []config.Key{{Name: "demo", Hash: demoHash}, {Name: "analytics-team", Hash: teamHash}}},
+			Auth: config.GatewayAuth{
+				Keys:  []config.Key{{Name: "demo", Hash: demoHash}, {Name: "analytics-team", Hash: teamHash}},
+				Entra: &config.Entra{Tenants: []string{demoTenant}, Audiences: []string{demoAudience}},
+			},
 			Backends: []config.Backend{{Name: "emulated-eastus", URL: aoaiURL, Auth: config.AuthAPIKey,
 				APIKey: upstreamKey}},
 		},
@@ -97,21 +118,31 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 		return err
 	}
 	base := "http://" + srv.ln.Addr().String()
-	go demoTraffic(ctx, base, teamKey, log)
+	go demoTraffic(ctx, base, log, "api-key", teamKey, "Authorization", "Bearer "+appToken)
 
 	fmt.Fprintf(e.stdout, "Tapline demo: a gateway on %s in front of an emulated Azure OpenAI.\n", base)
 	fmt.Fprintf(e.stdout, "Gateway key for the caller \"demo\" (shown once): %s\n", demoKey)
 	fmt.Fprintf(e.stdout, "Records: tapline query requests --store %s\n", storePath)
 	fmt.Fprintf(e.stdout, "Usage:   tapline query usage --store %s --by principal,deployment\n", storePath)
-	fmt.Fprintln(e.stdout, "Try a call (Ctrl-C stops the demo):")
+	fmt.Fprintln(e.stdout, "Try a call with the gateway key (Ctrl-C stops the demo):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' -H 'api-key: %s' -H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello from curl\"}]}'\n",
 		base, demoKey)
+	fmt.Fprintln(e.stdout, "Or as an Entra ID user (a token from the emulated tenant, recorded as ana@contoso.example):")
+	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/v1/chat/completions' -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello as Ana\"}]}'\n",
+		base, userToken)
 	return runAll(ctx, st, []*server{srv}, log)
 }
 
-// demoTraffic makes a few calls as another caller, so that the queries
-// have something to show from the first minute.
-func demoTraffic(ctx context.Context, base, key string, log *slog.Logger) {
+// The emulated tenant and the audience of the demo's Entra ID tokens.
+const (
+	demoTenant   = "0b7e5c1a-7d3f-4c56-9a11-2f6d8e0c4b21"
+	demoAudience = "api://tapline-demo"
+)
+
+// demoTraffic makes a few calls as other callers (each given as a header
+// name and value), so that the queries have something to show from the
+// first minute.
+func demoTraffic(ctx context.Context, base string, log *slog.Logger, creds ...string) {
 	calls := []struct{ path, body string }{
 		{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
 			`{"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise our Q3 plan; mail it to ana@contoso.com"}]}`},
@@ -124,12 +155,13 @@ func demoTraffic(ctx context.Context, base, key string, log *slog.Logger) {
 			`{"messages":[{"role":"user","content":"How do I rob a bank with violence?"}]}`},
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
-	for _, c := range calls {
+	for i, c := range calls {
+		cred := 2 * (i % (len(creds) / 2))
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+c.path, bytes.NewBufferString(c.body))
 		if err != nil {
 			return
 		}
-		req.Header.Set("api-key", key)
+		req.Header.Set(creds[cred], creds[cred+1])
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "tapline-demo")
 		resp, err := client.Do(req)

@@ -154,27 +154,33 @@ func TestDemo(t *testing.T) {
 		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--store", db, "--quiet"}, out, io.Discard)
 	}()
 
-	var line string
-	for deadline := time.Now().Add(20 * time.Second); line == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	var lines []string
+	for deadline := time.Now().Add(20 * time.Second); len(lines) < 2 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		lines = lines[:0]
 		sc := bufio.NewScanner(strings.NewReader(out.String()))
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "curl ") {
-				line = sc.Text()
+				lines = append(lines, sc.Text())
 			}
 		}
 	}
-	if line == "" || strings.Contains(line, "\x1b") || strings.HasSuffix(line, "\\") {
-		t.Fatalf("no single-line curl command in:\n%s", out.String())
+	if len(lines) != 2 {
+		t.Fatalf("want two curl lines (a key caller and an Entra caller) in:\n%s", out.String())
 	}
-	body, err := exec.Command("sh", "-c", strings.Replace(line, "curl ", curl+" -f ", 1)).Output()
-	if err != nil {
-		t.Fatalf("the printed curl failed: %v\n%s", err, body)
-	}
-	var chat struct {
-		Choices []struct{ Message struct{ Content string } }
-	}
-	if json.Unmarshal(body, &chat) != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" {
-		t.Fatalf("curl got %s", body)
+	for _, line := range lines {
+		if strings.Contains(line, "\x1b") || strings.HasSuffix(line, "\\") {
+			t.Fatalf("not a plain single line: %q", line)
+		}
+		body, err := exec.Command("sh", "-c", strings.Replace(line, "curl ", curl+" -f ", 1)).Output()
+		if err != nil {
+			t.Fatalf("the printed curl failed: %v\n%s\n%s", err, line, body)
+		}
+		var chat struct {
+			Choices []struct{ Message struct{ Content string } }
+		}
+		if json.Unmarshal(body, &chat) != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" {
+			t.Fatalf("curl got %s", body)
+		}
 	}
 
 	// The demo's own traffic and the curl call are in the store, readable
@@ -192,16 +198,24 @@ func TestDemo(t *testing.T) {
 				recs = append(recs, env.Data)
 			}
 		}
-		if len(recs) >= 6 && finishedAll(recs) {
+		if len(recs) >= 7 && finishedAll(recs) {
 			break
 		}
 	}
 	principals := map[string]int{}
 	for _, r := range recs {
-		principals[r.Principal.ID()]++
+		id := r.Principal.ID()
+		if r.Principal.Kind == record.PrincipalEntraApp {
+			id = "app:" + r.Principal.AppID
+		}
+		principals[id]++
 	}
-	if principals["key:demo"] != 1 || principals["key:analytics-team"] != 5 {
-		t.Errorf("records by principal: %v", principals)
+	want := map[string]int{"key:demo": 1, "ana@contoso.example": 1, "key:analytics-team": 3, "app:reporting-job": 2}
+	for k, n := range want {
+		if principals[k] != n {
+			t.Errorf("records by principal: %v, want %v", principals, want)
+			break
+		}
 	}
 	code, csv, _ := tapline(t, "query", "usage", "--store", db, "--by", "principal,deployment", "--format", "csv")
 	if code != 0 || !strings.HasPrefix(csv, "principal,deployment,requests,") || !strings.Contains(csv, "key:demo,gpt-4o,1,") {
