@@ -79,16 +79,29 @@ func TestStrictAuditSurvivesKill(t *testing.T) {
 	up := httptest.NewServer(aoai)
 	defer up.Close()
 	key, hash, _ := auth.NewKey()
+	idpURL, idp, stopIdP, err := emulator.ListenEntra(context.Background(), "127.0.0.1:0",
+		emulator.EntraConfig{TenantID: demoTenant}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopIdP()
+	token, err := idp.Mint(emulator.TokenSpec{Version: 2, App: true, Audience: demoAudience, AppID: "load-app"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	dir := t.TempDir()
 	db := filepath.Join(dir, "crash.db")
 	cfg := filepath.Join(dir, "tapline.yaml")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`store: {path: %s}
+azure: {authority: %s}
 gateway:
   listen: 127.0.0.1:0
   audit: strict
-  auth: {keys: [{name: load, hash: %q}]}
+  auth:
+    keys: [{name: load, hash: %q}]
+    entra: {tenants: [%s], audiences: [%s]}
   backends: [{name: emu, url: %s, api_key: upstream-key}]
-`, db, hash, up.URL)), 0o600)
+`, db, idpURL, hash, demoTenant, demoAudience, up.URL)), 0o600)
 
 	logs := &syncBuffer{}
 	child, base := startGateway(t, cfg, logs)
@@ -104,7 +117,11 @@ gateway:
 				body := fmt.Sprintf(`{"stream":%v,"messages":[{"role":"user","content":"worker %d"}]}`, stream, w)
 				req, _ := http.NewRequestWithContext(ctx, http.MethodPost,
 					base+"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21", strings.NewReader(body))
-				req.Header.Set("api-key", key)
+				if w%4 < 2 {
+					req.Header.Set("api-key", key)
+				} else {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
@@ -138,14 +155,21 @@ gateway:
 	}
 	defer st.Close()
 	states := map[string]string{}
+	kinds := map[string]int{}
 	st.Records(context.Background(), store.Filter{Kind: record.KindGatewayRequest}, func(r record.Record) error {
-		var g struct{ State string }
+		var g record.GatewayRequest
 		if err := json.Unmarshal(r.Data, &g); err != nil {
 			return err
 		}
 		states[r.ID] = g.State
+		if g.Status == 200 {
+			kinds[g.Principal.Kind]++
+		}
 		return nil
 	})
+	if kinds[record.PrincipalKey] == 0 || kinds[record.PrincipalEntraApp] == 0 {
+		t.Errorf("successful calls by principal kind: %v; want both key and Entra callers", kinds)
+	}
 	received := aoai.Requests()
 	counts := map[string]int{}
 	missing := 0
@@ -168,7 +192,7 @@ gateway:
 	if counts[record.StateInterrupted] == 0 {
 		t.Errorf("the kill interrupted no call in flight; the test did not test anything")
 	}
-	assertNoSecrets(t, dir, logs.String(), key, "upstream-key")
+	assertNoSecrets(t, dir, logs.String(), key, "upstream-key", token, strings.Split(token, ".")[2])
 }
 
 // assertNoSecrets scans every file under dir (the store, its WAL, sink
