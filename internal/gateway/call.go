@@ -107,8 +107,11 @@ func (c *call) marshal(state string) record.Record {
 		Time: c.start.UTC(), Data: data}
 }
 
-// end completes the record of a call and commits it, on a context cut loose
-// from the caller's so that a caller who left still gets its call recorded.
+// end completes the record of a call and queues it for the store's next
+// group commit: the caller does not wait for that commit. Under strict
+// audit the started record was committed before forwarding; this one
+// replaces it in place. The queueing runs on a context cut loose from the
+// caller's, so a caller that left still gets its call recorded.
 func (g *Gateway) end(c *call, w http.ResponseWriter) {
 	defer func() {
 		for _, b := range c.bufs {
@@ -116,25 +119,26 @@ func (g *Gateway) end(c *call, w http.ResponseWriter) {
 		}
 	}()
 	g.settle(c)
-	// The caller has its answer before the record is committed.
-	if c.clientCtx.Err() == nil {
-		_ = http.NewResponseController(w).Flush()
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.clientCtx), 10*time.Second)
 	defer cancel()
-	state := c.rec.State
-	err := g.journal.Finish(ctx, c.marshal(state))
-	if err == nil {
-		return
+	if err := g.journal.FinishAsync(ctx, c.marshal(c.rec.State), g.recorded); err != nil {
+		g.recorded(err)
 	}
-	if !g.strict && errors.Is(err, record.ErrFull) {
+}
+
+// recorded handles the outcome of a record's commit. It runs on the store's
+// writer goroutine, so it only counts and logs.
+func (g *Gateway) recorded(err error) {
+	switch {
+	case err == nil:
+	case !g.strict && errors.Is(err, record.ErrFull):
 		n := g.dropped.Add(1)
 		if now := time.Now().Unix(); g.lastDrop.Swap(now) != now {
 			g.log.Warn("store full: call served but not recorded (standard audit)", "dropped", n)
 		}
-		return
+	default:
+		g.log.Error("record call", "err", err)
 	}
-	g.log.Error("record call", "request_id", c.id, "err", err)
 }
 
 // settle works out the final state, status, usage and content of a call.

@@ -54,8 +54,15 @@ type Appender interface {
 // sinks. Finish replaces the record with the same ID and releases it for
 // delivery; a Finish without a Begin stores rec as a new, complete record.
 // Both return only after commit. Calls may be concurrent.
+//
+// FinishAsync is Finish without the wait: rec is validated and queued for
+// the next group commit, and done, when not nil, is called with the outcome
+// from the store's own goroutine (so it must not block). It returns an
+// error only if rec could not be queued. A crash before that commit leaves
+// the record as Begin stored it (recovered as interrupted).
 type Journal interface {
 	Appender
 	Begin(ctx context.Context, rec Record) error
 	Finish(ctx context.Context, rec Record) error
+	FinishAsync(ctx context.Context, rec Record, done func(error)) error
 }

@@ -123,6 +123,32 @@ func (s *Store) Finish(ctx context.Context, rec record.Record) error {
 	return s.single(ctx, opFinish, "finish", rec)
 }
 
+// FinishAsync is Finish without waiting for the commit: rec joins the next
+// group commit and done, if not nil, gets the outcome on the writer
+// goroutine. The caller is spared a commit's latency, and completions ride
+// in the same transactions as other callers' writes. Close commits every
+// queued request, so nothing queued is lost on a clean stop.
+func (s *Store) FinishAsync(ctx context.Context, rec record.Record, done func(error)) error {
+	r, err := newRow(0, rec)
+	if err != nil {
+		return fmt.Errorf("finish record: %w", err)
+	}
+	req := &request{op: opFinish, rows: []row{r}, bytes: r.size()}
+	if done != nil {
+		id := rec.ID
+		req.then = func(res result) {
+			if res.err != nil {
+				res.err = fmt.Errorf("finish record %q: %w", id, res.err)
+			}
+			done(res.err)
+		}
+	}
+	if err := s.enqueue(ctx, req); err != nil {
+		return fmt.Errorf("finish record %q: %w", rec.ID, err)
+	}
+	return nil
+}
+
 // single validates and queues a one-record request.
 func (s *Store) single(ctx context.Context, op opKind, verb string, rec record.Record) error {
 	r, err := newRow(0, rec)

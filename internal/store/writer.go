@@ -44,6 +44,7 @@ type request struct {
 	cut   int64       // opPrune: delete records with time before this (unix nanos)
 	limit int         // opPrune: at most this many per request
 	done  chan result // buffered; the writer sends exactly once
+	then  func(result) // if set, called on the writer goroutine after the send
 }
 
 // result is the writer's answer to one request.
@@ -55,30 +56,36 @@ type result struct {
 // do queues r and waits for its result. If ctx ends first it returns
 // ctx.Err(); the request may still be committed afterwards.
 func (s *Store) do(ctx context.Context, r *request) (int, error) {
-	if s.w == nil {
-		return 0, ErrReadOnly
-	}
-	if err := ctx.Err(); err != nil {
+	if err := s.enqueue(ctx, r); err != nil {
 		return 0, err
-	}
-	r.done = make(chan result, 1)
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return 0, ErrClosed
-	}
-	select {
-	case s.reqs <- r:
-		s.mu.RUnlock()
-	case <-ctx.Done():
-		s.mu.RUnlock()
-		return 0, ctx.Err()
 	}
 	select {
 	case res := <-r.done:
 		return res.n, res.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
+	}
+}
+
+// enqueue hands r to the writer without waiting for its result.
+func (s *Store) enqueue(ctx context.Context, r *request) error {
+	if s.w == nil {
+		return ErrReadOnly
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	r.done = make(chan result, 1)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
@@ -131,6 +138,9 @@ func (s *Store) run(ctx context.Context) {
 		s.w.logDrops(false)
 		for i, r := range batch {
 			r.done <- results[i]
+			if r.then != nil {
+				r.then(results[i])
+			}
 		}
 	}
 }

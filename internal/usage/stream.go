@@ -200,24 +200,35 @@ func (s *Stream) finish() {
 }
 
 // readDrop is Read with DropUsage: events are framed before they are
-// passed on, so that the usage chunk can be left out.
+// passed on, so that the usage chunk can be left out. One Read hands over
+// every complete event already received that fits in p (each write to the
+// caller is a flush, so one event per Read would cost a syscall per
+// token), but never waits for more once it has something to give.
 func (s *Stream) readDrop(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	n := 0
 	for {
 		if len(s.out) > 0 {
-			n := copy(p, s.out)
-			s.out = s.out[n:]
+			c := copy(p[n:], s.out)
+			n += c
+			s.out = s.out[c:]
 			if len(s.out) == 0 && s.outEv {
 				s.outEv = false
 				s.resetEvent()
 			}
-			return n, nil
+			if n == len(p) {
+				return n, nil
+			}
+			continue
 		}
 		if len(s.in) > 0 {
 			s.step()
 			continue
+		}
+		if n > 0 {
+			return n, nil
 		}
 		if s.rerr != nil {
 			if !s.ended {
