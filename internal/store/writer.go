@@ -36,14 +36,14 @@ func (o opKind) journal() bool { return o == opAppend || o == opBegin || o == op
 // request is one caller's write, queued for the writer.
 type request struct {
 	op    opKind
-	rows  []row       // opAppend, opBegin, opFinish (one row)
-	bytes int64       // sum of len(rows[i].data)
-	sink  string      // opSetCursor
-	seq   int64       // opSetCursor
-	sinks []string    // opPrune: the cursors that bound it
-	cut   int64       // opPrune: delete records with time before this (unix nanos)
-	limit int         // opPrune: at most this many per request
-	done  chan result // buffered; the writer sends exactly once
+	rows  []row        // opAppend, opBegin, opFinish (one row)
+	bytes int64        // sum of len(rows[i].data)
+	sink  string       // opSetCursor
+	seq   int64        // opSetCursor
+	sinks []string     // opPrune: the cursors that bound it
+	cut   int64        // opPrune: delete records with time before this (unix nanos)
+	limit int          // opPrune: at most this many per request
+	done  chan result  // buffered; the writer sends exactly once
 	then  func(result) // if set, called on the writer goroutine after the send
 }
 
