@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -59,7 +58,7 @@ func newRow(i int, rec record.Record) (row, error) {
 	case rec.Time.Before(minTime) || rec.Time.After(maxTime):
 		// Stored as unix nanoseconds, which hold 1678 to 2262 only.
 		return row{}, invalid(fmt.Sprintf("time %s out of range", rec.Time.Format(time.RFC3339)))
-	case !json.Valid(rec.Data):
+	case !gjson.ValidBytes(rec.Data): // several times faster than encoding/json on the hot path
 		return row{}, invalid("data is not valid JSON")
 	case !bytes.HasPrefix(bytes.TrimLeft(rec.Data, " \t\r\n"), []byte("{")):
 		// Payloads are objects (DESIGN.md §5); recovery sets $.state on them.
