@@ -36,6 +36,9 @@ type AOAIConfig struct {
 	CompletionTokens int
 	// Region is sent as x-ms-region; "" means "East US".
 	Region string
+	// RequestLog is how many of the most recent requests Requests keeps;
+	// 0 means 100,000.
+	RequestLog int
 }
 
 // AOAIFault makes requests fail. The zero Status with a Delay or
@@ -69,11 +72,12 @@ type AOAI struct {
 	cfg AOAIConfig
 	log *slog.Logger
 
-	mu       sync.Mutex
-	faults   []AOAIFault
-	requests []AOAIRequest
-	windows  map[string]*aoaiWindow
-	seen     map[uint64]bool // prompts seen before, for cached_tokens
+	mu        sync.Mutex
+	faults    []AOAIFault
+	requests  []AOAIRequest
+	forgotten int // entries dropped from the front of requests
+	windows   map[string]*aoaiWindow
+	seen      map[uint64]bool // prompts seen before, for cached_tokens
 }
 
 var _ http.Handler = (*AOAI)(nil)
@@ -108,6 +112,7 @@ func (a *AOAI) Inject(f AOAIFault) {
 
 // Requests returns a copy of the log of every request received, rejected
 // ones included, in order of arrival.
+// Only the most recent AOAIConfig.RequestLog requests are kept.
 func (a *AOAI) Requests() []AOAIRequest {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -132,18 +137,35 @@ func (a *AOAI) takeFault(deployment string) (AOAIFault, bool) {
 	return AOAIFault{}, false
 }
 
+// logRequest appends e to the request log and returns its number. The log
+// keeps the most recent RequestLog entries, so a long-running emulator
+// (the demo, a benchmark) does not grow without bound.
 func (a *AOAI) logRequest(e AOAIRequest) int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	keep := a.cfg.RequestLog
+	if keep <= 0 {
+		keep = defaultAOAIRequestLog
+	}
+	if len(a.requests) >= keep {
+		half := len(a.requests) / 2
+		a.requests = append(a.requests[:0], a.requests[half:]...)
+		a.forgotten += half
+	}
 	a.requests = append(a.requests, e)
-	return len(a.requests) - 1
+	return a.forgotten + len(a.requests) - 1
 }
 
+// updateRequest changes entry i of the log, unless it was forgotten.
 func (a *AOAI) updateRequest(i int, f func(*AOAIRequest)) {
 	a.mu.Lock()
-	f(&a.requests[i])
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	if i -= a.forgotten; i >= 0 {
+		f(&a.requests[i])
+	}
 }
+
+const defaultAOAIRequestLog = 100_000
 
 // aoaiFlavor is the family of path a request came in on.
 type aoaiFlavor int

@@ -19,8 +19,7 @@ const loopbackShutdownGrace = 5 * time.Second
 // means 127.0.0.1). It returns the base URL ("http://127.0.0.1:PORT") and
 // stop, which shuts the server down within loopbackShutdownGrace and may be
 // called more than once; the server also stops when ctx ends. name labels
-// log lines. It is the listener ListenAOAI and ListenEntra each spell out,
-// factored for the stand-ins that come after them.
+// log lines. Every stand-in's Listen function uses it.
 func listenLoopback(ctx context.Context, addr string, h http.Handler, log *slog.Logger, name string) (base string, stop func(), err error) {
 	host, port := "127.0.0.1", "0"
 	if addr != "" {
