@@ -118,6 +118,12 @@ func (g *Gateway) end(c *call, w http.ResponseWriter) {
 			putBuffer(b)
 		}
 	}()
+	// The caller has its whole answer before the record is worked out: a
+	// small response would otherwise wait in the server's write buffer
+	// until the handler returns.
+	if c.clientCtx.Err() == nil {
+		_ = http.NewResponseController(w).Flush()
+	}
 	g.settle(c)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.clientCtx), 10*time.Second)
 	defer cancel()
