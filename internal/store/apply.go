@@ -91,6 +91,8 @@ func (w *writer) apply(ctx context.Context, t *txn, r *request) (int, error) {
 		return 0, nil
 	case opPrune:
 		return w.prune(ctx, t, r)
+	case opAppendCheckpoint:
+		return w.appendCheckpoint(ctx, t, r)
 	}
 	return 0, fmt.Errorf("unknown write op %d", r.op)
 }

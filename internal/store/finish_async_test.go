@@ -70,3 +70,36 @@ func TestCloseCommitsQueuedFinishes(t *testing.T) {
 		t.Errorf("%d released records, want %d", len(got), n)
 	}
 }
+
+// Completions nobody waits for share the commit of the next write instead
+// of paying one each.
+func TestFinishAsyncSharesCommits(t *testing.T) {
+	s := openStore(t, Config{})
+	before, err := s.Stats(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	done := make(chan error, n)
+	for i := range n {
+		id := string(rune('a' + i))
+		if err := s.FinishAsync(t.Context(), stateRec(id, record.StateCompleted), func(err error) { done <- err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Begin(t.Context(), stateRec("next-call", record.StateStarted)); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, _ := s.Stats(t.Context())
+	if c := after.Commits - before.Commits; c >= n+1 {
+		t.Errorf("%d commits for %d completions and a begin: nothing was shared", c, n)
+	}
+	if got := len(readReleased(t, s)); got != n {
+		t.Errorf("%d released, want %d", got, n)
+	}
+}

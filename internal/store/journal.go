@@ -132,7 +132,7 @@ func (s *Store) FinishAsync(ctx context.Context, rec record.Record, done func(er
 	if err != nil {
 		return fmt.Errorf("finish record: %w", err)
 	}
-	req := &request{op: opFinish, rows: []row{r}, bytes: r.size()}
+	req := &request{op: opFinish, rows: []row{r}, bytes: r.size(), async: true}
 	if done != nil {
 		id := rec.ID
 		req.then = func(res result) {

@@ -35,6 +35,17 @@ var migrations = [][]string{
 			updated INTEGER NOT NULL
 		)`,
 	},
+	// 2: activity-log collector checkpoints, one per scope. until is the
+	// end (unix nanoseconds) of the last window whose events are all
+	// committed; it moves in the same transaction as the window's last
+	// records (checkpoint.go).
+	{
+		`CREATE TABLE checkpoints (
+			scope   TEXT PRIMARY KEY,
+			until   INTEGER NOT NULL,
+			updated INTEGER NOT NULL
+		)`,
+	},
 }
 
 // migrate applies the migrations the database has not seen, each in its own

@@ -107,6 +107,7 @@ type Store struct {
 	closed bool
 	reqs   chan *request
 	done   chan struct{} // closed when the writer goroutine has returned
+	linger *time.Timer   // the writer goroutine's, reused (see asyncLinger)
 
 	closeOnce sync.Once
 	closeErr  error

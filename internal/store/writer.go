@@ -16,6 +16,9 @@ const (
 	maxBatchRecords = 2000     // records per transaction
 	maxBatchBytes   = 16 << 20 // bytes of record data per transaction
 	dropLogEvery    = time.Minute
+	// asyncLinger is how long a batch of completions nobody waits for may
+	// wait for another write to share its commit.
+	asyncLinger = 2 * time.Millisecond
 )
 
 // opKind is what a write request does.
@@ -45,6 +48,7 @@ type request struct {
 	limit int          // opPrune: at most this many per request
 	done  chan result  // buffered; the writer sends exactly once
 	then  func(result) // if set, called on the writer goroutine after the send
+	async bool         // nobody waits on done (FinishAsync)
 }
 
 // result is the writer's answer to one request.
@@ -65,6 +69,17 @@ func (s *Store) do(ctx context.Context, r *request) (int, error) {
 	case <-ctx.Done():
 		return 0, ctx.Err()
 	}
+}
+
+// armLinger starts the writer's linger timer (one, reused) and returns its
+// channel.
+func (s *Store) armLinger() <-chan time.Time {
+	if s.linger == nil {
+		s.linger = time.NewTimer(asyncLinger)
+	} else {
+		s.linger.Reset(asyncLinger)
+	}
+	return s.linger.C
 }
 
 // enqueue hands r to the writer without waiting for its result.
@@ -115,23 +130,45 @@ func (s *Store) run(ctx context.Context) {
 		}
 		batch := []*request{first}
 		n, b := first.weight()
+		waiter := !first.async // someone is blocked on this batch's commit
+		var linger <-chan time.Time
 	fill:
 		for n < maxBatchRecords && b < maxBatchBytes {
+			var r *request
+			var ok bool
 			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					break fill
-				}
-				rn, rb := r.weight()
-				if n+rn > maxBatchRecords || b+rb > maxBatchBytes {
-					carry = r
-					break fill
-				}
-				batch = append(batch, r)
-				n, b = n+rn, b+rb
+			case r, ok = <-s.reqs:
 			default:
+				if waiter {
+					break fill // commit now: a caller is waiting
+				}
+				// Only completions nobody waits for (FinishAsync): let them
+				// wait, briefly, for company, so that they share the commit
+				// of the next caller's write instead of paying one of their
+				// own (a commit's fixed cost dwarfs a row's).
+				if linger == nil {
+					linger = s.armLinger()
+				}
+				select {
+				case r, ok = <-s.reqs:
+				case <-linger:
+					break fill
+				}
+			}
+			if !ok {
 				break fill
 			}
+			rn, rb := r.weight()
+			if n+rn > maxBatchRecords || b+rb > maxBatchBytes {
+				carry = r
+				break fill
+			}
+			batch = append(batch, r)
+			n, b = n+rn, b+rb
+			waiter = waiter || !r.async
+		}
+		if linger != nil {
+			s.linger.Stop()
 		}
 		results := s.w.commit(ctx, batch)
 		s.publish(s.w.stats())
