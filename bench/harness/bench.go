@@ -65,18 +65,16 @@ func run(ctx context.Context, o options) error {
 	}
 	defer s.stop()
 
-	var gwCalls int64
 	for _, sc := range scs {
 		for _, tg := range s.targets {
 			if err := check(ctx, tg, sc); err != nil {
 				return fmt.Errorf("sanity check: %w", err)
 			}
-			gwCalls += gwOnly(tg, 1)
+			tg.calls++
 		}
 	}
 	started := time.Now()
-	cells, n, err := measureAll(ctx, o, t, s, scs)
-	gwCalls += n
+	cells, err := measureAll(ctx, o, t, s, scs)
 	if err != nil {
 		return err
 	}
@@ -84,16 +82,22 @@ func run(ctx context.Context, o options) error {
 
 	// Every call through the gateway must be in the store, none pending:
 	// a fast gateway that loses records would be benchmarking the wrong thing.
-	var audit string
-	if s.gateway != nil {
-		s.gateway.stop()
-		if audit, err = checkStore(ctx, s.storeDB, gwCalls); err != nil {
-			return err
+	var audits []string
+	for _, tg := range s.targets {
+		if tg.store == "" {
+			continue
 		}
-		if s.gateway.err != nil {
-			audit += fmt.Sprintf("; tapline serve exited with %v", s.gateway.err)
+		tg.proc.stop()
+		a, err := checkStore(ctx, tg.store, tg.calls)
+		if err != nil {
+			return fmt.Errorf("%s: %w", tg.label, err)
 		}
+		if tg.proc.err != nil {
+			a += fmt.Sprintf("; tapline serve exited with %v", tg.proc.err)
+		}
+		audits = append(audits, tg.label+": "+a)
 	}
+	audit := strings.Join(audits, "; ")
 	rep := report{opts: o, machine: m, scenarios: scs, targets: s.targets, cells: cells,
 		elapsed: elapsed, audit: audit, when: time.Now()}
 	fmt.Print(rep.markdown(false))
@@ -102,7 +106,7 @@ func run(ctx context.Context, o options) error {
 
 // selection parses -targets and -scenarios.
 func selection(o options) (map[string]bool, []scenario, error) {
-	wantT, err := subset(o.targets, []string{"direct", "bare", "nginx", "gateway"})
+	wantT, err := subset(o.targets, []string{"direct", "bare", "nginx", "gateway", "gateway-standard"})
 	if err != nil {
 		return nil, nil, fmt.Errorf("-targets: %w", err)
 	}
@@ -125,20 +129,19 @@ func selection(o options) (map[string]bool, []scenario, error) {
 
 // measureAll runs every round of every scenario against every target,
 // targets back to back so that their figures share conditions. It returns
-// the cells by "scenario/target", one per round, and the calls the gateway
-// completed, also on error.
-func measureAll(ctx context.Context, o options, t tools, s *stack, scs []scenario) (map[string][]cell, int64, error) {
+// the cells by "scenario/target", one per round, and counts the calls each
+// target completed (in target.calls), also on error.
+func measureAll(ctx context.Context, o options, t tools, s *stack, scs []scenario) (map[string][]cell, error) {
 	cells := map[string][]cell{}
-	var gwCalls int64
 	for round := 1; round <= o.rounds; round++ {
 		for _, sc := range scs {
 			for _, tg := range s.targets {
 				fmt.Fprintf(os.Stderr, "round %d/%d  %-17s  %-8s ", round, o.rounds, sc.name, tg.name)
 				c, n, err := measure(ctx, o, t, s, tg, sc)
-				gwCalls += gwOnly(tg, n)
+				tg.calls += n
 				if err != nil {
 					fmt.Fprintln(os.Stderr)
-					return cells, gwCalls, err
+					return cells, err
 				}
 				fmt.Fprintf(os.Stderr, "%8.0f req/s  p50 %s  cpu %s/req\n", c.thr.RPS, fmtMS(c.thr.P50), fmtUS(c.cpuPerReq()))
 				k := sc.name + "/" + tg.name
@@ -146,7 +149,7 @@ func measureAll(ctx context.Context, o options, t tools, s *stack, scs []scenari
 			}
 		}
 	}
-	return cells, gwCalls, nil
+	return cells, nil
 }
 
 // writeReport writes the full report, timestamped, to dir (default
@@ -164,13 +167,6 @@ func writeReport(rep *report, root, dir string) error {
 	}
 	fmt.Fprintln(os.Stderr, "report written to", path)
 	return nil
-}
-
-func gwOnly(t *target, n int64) int64 {
-	if t.name == "gateway" {
-		return n
-	}
-	return 0
 }
 
 // measure warms tg up, runs the throughput run between two readings of the
