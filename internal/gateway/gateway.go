@@ -221,7 +221,7 @@ func (g *Gateway) readBody(c *call, w http.ResponseWriter, r *http.Request) bool
 		c.body = buf.Bytes()
 	}
 	c.rec.RequestBytes = int64(len(c.body))
-	c.jsonBody = isJSON(r.Header.Get("Content-Type"), c.body)
+	c.jsonBody = isJSON(c.contentType, c.body)
 	if c.jsonBody {
 		info, err := usage.ParseRequest(c.route.op, c.body)
 		if err != nil {

@@ -257,3 +257,18 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestRequestBodyLimit(t *testing.T) {
+	h := newHarness(t, func(c *config.Config, _ *emulator.AOAIConfig) { c.Gateway.MaxRequestBytes = 1024 })
+	big := `{"messages":[{"role":"user","content":"` + strings.Repeat("x", 2048) + `"}]}`
+	resp, body := h.post(chatPath, big)
+	if e := parseError(t, body); resp.StatusCode != 413 || !strings.Contains(e.Error.Message, "1024 bytes") {
+		t.Fatalf("got %d %+v", resp.StatusCode, e)
+	}
+	if rec := h.only(); rec.State != record.StateDenied || rec.Status != 413 || rec.RequestBytes != int64(len(big)) {
+		t.Errorf("record %+v", rec)
+	}
+	if len(h.aoai.Requests()) != 0 {
+		t.Error("an oversized call reached the backend")
+	}
+}
