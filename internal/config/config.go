@@ -4,8 +4,11 @@
 package config
 
 import (
+	"fmt"
 	"net/url"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Config is the whole configuration. A nil section turns its part off.
@@ -13,6 +16,63 @@ type Config struct {
 	Store   Store    `yaml:"store"`
 	Azure   Azure    `yaml:"azure"`
 	Gateway *Gateway `yaml:"gateway"`
+	// Collector turns on the Activity Log collector (tapline collect, and
+	// serve's schedule).
+	Collector *Collector `yaml:"collector"`
+}
+
+// Collector configures the Activity Log collector (DESIGN.md §4).
+type Collector struct {
+	Every       *Duration       `yaml:"every"`    // serve's schedule; 0 disables it, unset means 5m
+	Backfill    Duration        `yaml:"backfill"` // how far back a scope's first window reaches (max 90 days)
+	Lag         Duration        `yaml:"lag"`      // windows end this long before now
+	Overlap     Duration        `yaml:"overlap"`  // windows re-read this much before the checkpoint
+	Concurrency int             `yaml:"concurrency"`
+	Scopes      CollectorScopes `yaml:"scopes"`
+}
+
+// CollectorScopes says whose Activity Logs are collected.
+type CollectorScopes struct {
+	ManagementGroups GroupSelection `yaml:"management_groups"`
+	Tenant           bool           `yaml:"tenant"`
+	Subscriptions    []string       `yaml:"subscriptions"`
+}
+
+// GroupSelection is `all` (the tenant root group and every descendant) or
+// a list of management group ids. The zero value is all.
+type GroupSelection struct {
+	IDs []string // nil means all
+}
+
+// All reports whether every group of the tenant is selected.
+func (g GroupSelection) All() bool { return g.IDs == nil }
+
+// UnmarshalYAML accepts the scalar "all" or a sequence of ids.
+func (g *GroupSelection) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Value != "all" {
+			return fmt.Errorf("line %d: management_groups: %q is neither all nor a list of group ids", n.Line, n.Value)
+		}
+		g.IDs = nil
+		return nil
+	case yaml.SequenceNode:
+		ids := []string{}
+		if err := n.Decode(&ids); err != nil {
+			return err
+		}
+		g.IDs = ids
+		return nil
+	}
+	return fmt.Errorf("line %d: management_groups: want all or a list of group ids", n.Line)
+}
+
+// MarshalYAML writes all or the list.
+func (g GroupSelection) MarshalYAML() (any, error) {
+	if g.All() {
+		return "all", nil
+	}
+	return g.IDs, nil
 }
 
 // Store configures the embedded SQLite store.
@@ -147,6 +207,24 @@ func (c *Config) ApplyDefaults() {
 	}
 	if a.Credential == "" {
 		a.Credential = CredentialDefault
+	}
+	if cl := c.Collector; cl != nil {
+		if cl.Every == nil {
+			every := Duration(5 * time.Minute)
+			cl.Every = &every
+		}
+		if cl.Backfill == 0 {
+			cl.Backfill = Duration(168 * time.Hour)
+		}
+		if cl.Lag == 0 {
+			cl.Lag = Duration(5 * time.Minute)
+		}
+		if cl.Overlap == 0 {
+			cl.Overlap = Duration(30 * time.Minute)
+		}
+		if cl.Concurrency == 0 {
+			cl.Concurrency = 4
+		}
 	}
 	if g := c.Gateway; g != nil {
 		if g.Listen == "" {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Validate checks the configuration after defaults and returns an *Error
@@ -19,6 +20,9 @@ func (c *Config) Validate() error {
 	v.azure(&c.Azure)
 	if c.Gateway != nil {
 		v.gateway(c.Gateway)
+	}
+	if c.Collector != nil {
+		v.collector(c.Collector)
 	}
 	if len(v.probs) == 0 {
 		return nil
@@ -226,3 +230,39 @@ func ParsePrefix(s string) (netip.Prefix, error) {
 
 // HashKey returns the configuration form of a gateway key's hash.
 func HashKey(hash [32]byte) string { return "sha256:" + hex.EncodeToString(hash[:]) }
+
+// collectorMaxBackfill is the Activity Log's retention (azure-contracts.md
+// §2.4): nothing older can be read.
+const collectorMaxBackfill = 90 * 24 * time.Hour
+
+func (v *validator) collector(c *Collector) {
+	if c.Every != nil && *c.Every < 0 {
+		v.add("collector.every", "must not be negative (0 disables the schedule)")
+	}
+	if c.Backfill <= 0 || c.Backfill.D() > collectorMaxBackfill {
+		v.add("collector.backfill", "must be more than 0 and at most 90d, the Activity Log's retention")
+	}
+	if c.Lag < 0 {
+		v.add("collector.lag", "must not be negative")
+	}
+	if c.Overlap < 0 {
+		v.add("collector.overlap", "must not be negative")
+	}
+	if c.Concurrency < 1 || c.Concurrency > 64 {
+		v.add("collector.concurrency", "must be between 1 and 64")
+	}
+	s := c.Scopes
+	if !s.ManagementGroups.All() && len(s.ManagementGroups.IDs) == 0 && !s.Tenant && len(s.Subscriptions) == 0 {
+		v.add("collector.scopes", "selects nothing: set management_groups to all or a list, tenant: true, or subscriptions")
+	}
+	for i, id := range s.ManagementGroups.IDs {
+		if strings.TrimSpace(id) == "" || strings.ContainsAny(id, "/?#% ") {
+			v.add(fmt.Sprintf("collector.scopes.management_groups[%d]", i), "%q is not a management group id", id)
+		}
+	}
+	for i, id := range s.Subscriptions {
+		if !guid.MatchString(id) {
+			v.add(fmt.Sprintf("collector.scopes.subscriptions[%d]", i), "%q is not a subscription id (a GUID)", id)
+		}
+	}
+}
