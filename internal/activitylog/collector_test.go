@@ -1,0 +1,236 @@
+package activitylog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tapline/tapline/internal/emulator"
+	"github.com/tapline/tapline/internal/record"
+)
+
+// t0 is "now" at the first pass of the end-to-end tests.
+var t0 = time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+
+const (
+	bigGroups   = 200
+	bigLevels   = 6
+	bigPerScope = 23 // with pages of 7: 7, 7, 7, 2
+	bigPageSize = 7
+)
+
+// bigTenant is 200 groups in 6 levels, 23 events per scope spread over the
+// 5 days that end an hour before t0 (clear of the lag).
+func bigTenant() emulator.ARMTenant {
+	return emulator.GenerateTenant(emulator.ARMTenantSpec{
+		Groups: bigGroups, Levels: bigLevels, EventsPerScope: bigPerScope,
+		Start: t0.Add(-5*24*time.Hour - time.Hour), End: t0.Add(-time.Hour), Seed: 7,
+	})
+}
+
+func testConfig(clk *clock) Config {
+	return Config{
+		Scopes:   ScopeSelection{AllGroups: true},
+		Backfill: 7 * 24 * time.Hour, Lag: 5 * time.Minute, Overlap: 30 * time.Minute,
+		Concurrency: 4, Now: clk.Now,
+	}
+}
+
+// TestEndToEndTenant runs passes over a 200-group, 6-level tenant with
+// 429s, 5xx and group pages of 37 (List pages with @nextLink, descendants
+// with nextLink) and event pages of 7 and 2. It proves: every event of every
+// group (root included) is stored exactly once; a second pass adds
+// nothing; a late event inside the overlap is picked up by the next pass;
+// the $filter is exactly the documented grammar.
+func TestEndToEndTenant(t *testing.T) {
+	clk := &clock{t: t0}
+	arm := newEmulator(t, bigTenant(), bigPageSize, clk)
+	arm.Inject(emulator.ARMFault{Status: http.StatusServiceUnavailable, Count: 3})
+	arm.Inject(emulator.ARMFault{Path: "/descendants", Status: http.StatusInternalServerError, Count: 2})
+	arm.Inject(emulator.ARMFault{Path: "/eventtypes/management/values", Status: http.StatusTooManyRequests, RetryAfter: time.Second, Count: 2})
+	arm.Inject(emulator.ARMFault{Path: "/eventtypes/management/values", Status: http.StatusBadGateway, Count: 4})
+	st := openStore(t, "")
+	c := New(testConfig(clk), newARMClient(t, serve(t, arm)), st, nil)
+
+	sum, err := c.Run(t.Context(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantScopes := bigGroups + 1
+	if len(sum.Scopes) != wantScopes || sum.Failed() != 0 {
+		for _, r := range sum.Scopes {
+			if r.Err != nil {
+				t.Errorf("scope %s: %v", r.Scope, r.Err)
+			}
+		}
+		t.Fatalf("first pass: %d scopes, %d failed; want %d, 0", len(sum.Scopes), sum.Failed(), wantScopes)
+	}
+	want := wantScopes * bigPerScope
+	events, added, dups, pages := totals(sum)
+	if events != want || added != want || dups != 0 || pages != wantScopes*4 {
+		t.Errorf("first pass: events %d new %d dups %d pages %d; want %d %d 0 %d", events, added, dups, pages, want, want, wantScopes*4)
+	}
+	got := activity(t, st)
+	if len(got) != want {
+		t.Fatalf("stored %d activity records, want %d", len(got), want)
+	}
+	perScope := map[string]int{}
+	for id, p := range got {
+		if id != RecordID(p.EventDataID, p.Event) || p.EventDataID == "" {
+			t.Fatalf("record %s has event_data_id %q", id, p.EventDataID)
+		}
+		if p.Scope.Kind != record.ScopeManagementGroup {
+			t.Fatalf("record %s scope %+v", id, p.Scope)
+		}
+		perScope[strings.ToLower(p.Scope.ID)]++
+	}
+	if len(perScope) != wantScopes {
+		t.Errorf("records span %d scopes, want %d", len(perScope), wantScopes)
+	}
+	for s, n := range perScope {
+		if n != bigPerScope {
+			t.Errorf("scope %s has %d records, want %d", s, n, bigPerScope)
+		}
+	}
+	for _, r := range arm.Requests() {
+		if !strings.Contains(r.Path, "/eventtypes/") || strings.Contains(r.Query, "skiptoken") {
+			continue
+		}
+		want := "eventTimestamp ge '2026-11-13T12:00:00Z' and eventTimestamp le '2026-11-20T11:55:00Z'"
+		if !strings.Contains(r.Query, strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(want, " ", "+"), "'", "%27"), ":", "%3A")) {
+			t.Fatalf("first request of %s has query %s; want $filter %s", r.Path, r.Query, want)
+		}
+	}
+
+	// Second pass ten minutes later: nothing new.
+	clk.Add(10 * time.Minute)
+	sum, err = c.Run(t.Context(), RunOptions{})
+	if err != nil || sum.Failed() != 0 {
+		t.Fatalf("second pass: %v, %d failed", err, sum.Failed())
+	}
+	if _, added, _, _ := totals(sum); added != 0 {
+		t.Errorf("second pass added %d records, want 0", added)
+	}
+
+	// A late event, timestamped inside the overlap of the next window.
+	cp, ok, err := st.Checkpoint(t.Context(), Scope{Kind: record.ScopeManagementGroup, ID: "mg-3-00070"}.Key())
+	if err != nil || !ok {
+		t.Fatalf("checkpoint: %v %v", ok, err)
+	}
+	late := fmt.Sprintf(`{"eventDataId":"late-0001","eventTimestamp":%q,"operationName":{"value":"Microsoft.Authorization/policyAssignments/write"}}`,
+		cp.Add(-10*time.Minute).Format(time.RFC3339Nano))
+	arm.AddEvents(emulator.ARMGroupScope("mg-3-00070"), []byte(late))
+	clk.Add(10 * time.Minute)
+	sum, err = c.Run(t.Context(), RunOptions{})
+	if err != nil || sum.Failed() != 0 {
+		t.Fatalf("third pass: %v, %d failed", err, sum.Failed())
+	}
+	if _, added, _, _ := totals(sum); added != 1 {
+		t.Errorf("third pass added %d records, want the 1 late event", added)
+	}
+	if p, ok := activity(t, st)["al-late-0001"]; !ok || string(p.Event) != late {
+		t.Errorf("late event stored as %q, want %q", p.Event, late)
+	}
+}
+
+// TestScopeFailingMidRunKeepsCheckpoint makes the second page of one
+// group's log malformed. It proves the failure stays with that scope (the
+// others succeed and move on), its checkpoint does not move, the run
+// reports it, and the next run retries the scope and stores each of its
+// events exactly once.
+func TestScopeFailingMidRunKeepsCheckpoint(t *testing.T) {
+	clk := &clock{t: t0}
+	arm := newEmulator(t, bigTenant(), bigPageSize, clk)
+	const victim = "mg-2-00040"
+	var broken atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/"+victim+"/") && strings.Contains(r.URL.RawQuery, "skiptoken") && broken.Add(1) == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"value":[{"eventDataId":"x","eventTim`) // cut mid-JSON
+			return
+		}
+		arm.ServeHTTP(w, r)
+	})
+	st := openStore(t, "")
+	c := New(testConfig(clk), newARMClient(t, serve(t, h)), st, nil)
+	key := Scope{Kind: record.ScopeManagementGroup, ID: victim}.Key()
+
+	sum, err := c.Run(t.Context(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed() != 1 {
+		t.Fatalf("failed scopes = %d, want 1", sum.Failed())
+	}
+	r := byScope(sum)[key]
+	if !errors.Is(r.Err, ErrMalformedPage) || r.Pages != 1 {
+		t.Errorf("victim result = pages %d err %v; want 1 page, ErrMalformedPage", r.Pages, r.Err)
+	}
+	if _, ok, _ := st.Checkpoint(t.Context(), key); ok {
+		t.Error("victim's checkpoint was set by a failed pass")
+	}
+	if _, ok, _ := st.Checkpoint(t.Context(), Scope{Kind: record.ScopeManagementGroup, ID: testTenant}.Key()); !ok {
+		t.Error("root's checkpoint not set")
+	}
+
+	clk.Add(10 * time.Minute)
+	sum, err = c.Run(t.Context(), RunOptions{})
+	if err != nil || sum.Failed() != 0 {
+		t.Fatalf("second pass: %v, %d failed", err, sum.Failed())
+	}
+	r = byScope(sum)[key]
+	if r.Events != bigPerScope || r.New != bigPerScope-bigPageSize || r.Duplicates != bigPageSize {
+		t.Errorf("victim retried: events %d new %d dups %d; want %d %d %d", r.Events, r.New, r.Duplicates, bigPerScope, bigPerScope-bigPageSize, bigPageSize)
+	}
+	if got := len(activity(t, st)); got != (bigGroups+1)*bigPerScope {
+		t.Errorf("stored %d records, want %d", got, (bigGroups+1)*bigPerScope)
+	}
+}
+
+// TestInterruptedRunLosesNothing cancels a pass in the middle (after 150
+// activity-log requests), closes the store as a stopped process would, then
+// reopens it and runs again. It proves nothing is lost or stored twice: a
+// checkpoint only ever covers committed records.
+func TestInterruptedRunLosesNothing(t *testing.T) {
+	clk := &clock{t: t0}
+	arm := newEmulator(t, bigTenant(), bigPageSize, clk)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var n atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/eventtypes/") && n.Add(1) == 150 {
+			cancel()
+		}
+		arm.ServeHTTP(w, r)
+	})
+	path := t.TempDir() + "/tapline.db"
+	st := openStore(t, path)
+	url := serve(t, h)
+	_, err := New(testConfig(clk), newARMClient(t, url), st, nil).Run(ctx, RunOptions{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted pass: err %v, want context.Canceled", err)
+	}
+	partial := len(activity(t, st))
+	if partial == 0 || partial >= (bigGroups+1)*bigPerScope {
+		t.Fatalf("interrupted pass stored %d records; want some but not all", partial)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st = openStore(t, path)
+	clk.Add(time.Minute)
+	sum, err := New(testConfig(clk), newARMClient(t, url), st, nil).Run(t.Context(), RunOptions{})
+	if err != nil || sum.Failed() != 0 {
+		t.Fatalf("next pass: %v, %d failed", err, sum.Failed())
+	}
+	_, added, _, _ := totals(sum)
+	if got := len(activity(t, st)); got != (bigGroups+1)*bigPerScope || partial+added != got {
+		t.Errorf("after restart: %d records (%d before + %d new), want %d", got, partial, added, (bigGroups+1)*bigPerScope)
+	}
+}
