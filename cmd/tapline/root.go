@@ -79,6 +79,8 @@ TAPLINE_CONFIG, --store is TAPLINE_STORE, and so on.`,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newServe(e), newDemo(e), newQuery(e), newCheck(e), newKeys(e), newVersion(e))
+	root.AddCommand(newCollect(e))
+	root.AddCommand(newDiagnosticSettings(e))
 	return root
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ func newServe(e *env) *cobra.Command {
 		Use:   "serve --config FILE",
 		Short: "Run everything the configuration enables",
 		Long: `Runs every part the configuration enables: the gateway on gateway.listen,
+the Activity Log collector (a pass at start, then every collector.every),
 and the store's retention. Stops cleanly on SIGINT or SIGTERM: calls in
 flight finish and are recorded (a second signal exits at once).`,
 		Args: noArgs,
@@ -46,10 +48,20 @@ flight finish and are recorded (a second signal exits at once).`,
 					"capture", cfg.Gateway.Capture, "backends", len(cfg.Gateway.Backends))
 				servers = append(servers, s)
 			}
-			if len(servers) == 0 {
-				log.Warn("the configuration enables nothing to serve (no gateway section)")
+			var parts []func(context.Context) error
+			if cl := cfg.Collector; cl != nil && *cl.Every > 0 {
+				c, err := newCollector(cfg, st, log)
+				if err != nil {
+					return err
+				}
+				every := cl.Every.D()
+				log.Info("collector scheduled", "every", every)
+				parts = append(parts, func(ctx context.Context) error { return collectEvery(ctx, c, every, log) })
 			}
-			return runAll(ctx, st, servers, log)
+			if len(servers) == 0 && len(parts) == 0 {
+				log.Warn("the configuration enables nothing to serve (no gateway or collector section)")
+			}
+			return runAll(ctx, st, servers, log, parts...)
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file (YAML)")

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tapline/tapline/internal/activitylog"
 	"github.com/tapline/tapline/internal/auth"
 	"github.com/tapline/tapline/internal/azure"
 	"github.com/tapline/tapline/internal/config"
@@ -140,13 +141,82 @@ func maintain(ctx context.Context, st *store.Store, every time.Duration, log *sl
 	}
 }
 
-// runAll runs the listeners and the store's maintenance until ctx ends or
-// one of them fails.
-func runAll(ctx context.Context, st *store.Store, servers []*server, log *slog.Logger) error {
+// runAll runs the listeners, the store's maintenance and any other parts
+// (the collector's schedule) until ctx ends or one of them fails.
+func runAll(ctx context.Context, st *store.Store, servers []*server, log *slog.Logger, parts ...func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range servers {
 		g.Go(func() error { return s.run(ctx, log) })
 	}
+	for _, p := range parts {
+		g.Go(func() error { return p(ctx) })
+	}
 	g.Go(func() error { return maintain(ctx, st, 10*time.Minute, log) })
 	return g.Wait()
+}
+
+// newCollector builds the Activity Log collector from the collector and
+// azure sections, with the one ARM pipeline (internal/azure).
+func newCollector(cfg *config.Config, st *store.Store, log *slog.Logger) (*activitylog.Collector, error) {
+	cl := cfg.Collector
+	arm, err := newARM(cfg.Azure, log)
+	if err != nil {
+		return nil, err
+	}
+	return activitylog.New(activitylog.Config{
+		Scopes: activitylog.ScopeSelection{
+			AllGroups:     cl.Scopes.ManagementGroups.All(),
+			Groups:        cl.Scopes.ManagementGroups.IDs,
+			Tenant:        cl.Scopes.Tenant,
+			Subscriptions: cl.Scopes.Subscriptions,
+			TenantID:      cfg.Azure.TenantID,
+		},
+		Backfill:    cl.Backfill.D(),
+		Lag:         cl.Lag.D(),
+		Overlap:     cl.Overlap.D(),
+		Concurrency: cl.Concurrency,
+	}, arm, st, log), nil
+}
+
+// collectEvery runs a collection pass at once and then every interval
+// until ctx ends (DESIGN.md §3: serve runs a pass at start). A failed pass
+// is logged, and the next one retries its scopes from their checkpoints.
+func collectEvery(ctx context.Context, c *activitylog.Collector, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		sum, err := c.Run(ctx, activitylog.RunOptions{})
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			log.Error("collection pass", "err", err)
+		default:
+			_, added, _, _ := summaryTotals(sum)
+			log.Info("collection pass done", "scopes", len(sum.Scopes), "failed", sum.Failed(), "new_records", added)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// newARM builds the ARM client of the azure section: its credential, its
+// endpoint, the one retry policy.
+func newARM(cfg config.Azure, log *slog.Logger) (*azure.ARM, error) {
+	cred, err := azure.NewCredential(cfg)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := azure.ARMEndpoint(cfg)
+	arm, err := azure.NewARM(azure.ARMConfig{Endpoint: endpoint, Credential: cred})
+	if err != nil {
+		return nil, err
+	}
+	if !isHTTPS(endpoint) {
+		log.Warn("sending a bearer token over http to a loopback ARM emulator", "arm_endpoint", endpoint)
+	}
+	return arm, nil
 }
