@@ -78,6 +78,18 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 		return err
 	}
 
+	// An emulated tenant of management groups with six days of Activity Log.
+	now := time.Now()
+	armURL, _, stopARM, err := emulator.ListenARM(ctx, "127.0.0.1:0", emulator.ARMConfig{
+		TenantID: demoTenant,
+		Tenant: emulator.GenerateTenant(emulator.ARMTenantSpec{Groups: 12, Levels: 3, SubscriptionsPerGroup: 1,
+			EventsPerScope: 25, Start: now.Add(-6 * 24 * time.Hour), End: now.Add(-10 * time.Minute), Seed: 7}),
+	}, log.With("component", "arm-emulator"))
+	if err != nil {
+		return fmt.Errorf("start emulated azure resource manager: %w", err)
+	}
+	defer stopARM()
+
 	demoKey, demoHash, err := auth.NewKey()
 	if err != nil {
 		return err
@@ -88,7 +100,9 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 	}
 	cfg := &config.Config{
 		Store: config.Store{Path: storePath},
-		Azure: config.Azure{Authority: idpURL},
+		Azure: config.Azure{TenantID: demoTenant, Authority: idpURL, ARMEndpoint: armURL,
+			Credential: config.CredentialToken, AccessToken: "demo-arm-token"},
+		Collector: &config.Collector{Every: ptr(config.Duration(time.Minute))},
 		Gateway: &config.Gateway{
 			Listen: listenAddr,
 			Redact: []config.RedactRule{{Name: "email", Pattern: `[\w.+-]+@[\w-]+\.[\w.]+`}},
@@ -119,19 +133,28 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 	}
 	base := "http://" + srv.ln.Addr().String()
 	go demoTraffic(ctx, base, log, "api-key", teamKey, "Authorization", "Bearer "+appToken)
+	collector, err := newCollector(cfg, st, log)
+	if err != nil {
+		return err
+	}
 
 	fmt.Fprintf(e.stdout, "Tapline demo: a gateway on %s in front of an emulated Azure OpenAI.\n", base)
 	fmt.Fprintf(e.stdout, "Gateway key for the caller \"demo\" (shown once): %s\n", demoKey)
 	fmt.Fprintf(e.stdout, "Records: tapline query requests --store %s\n", storePath)
 	fmt.Fprintf(e.stdout, "Usage:   tapline query usage --store %s --by principal,deployment\n", storePath)
+	fmt.Fprintf(e.stdout, "Activity Log of 13 emulated management groups, collected every minute: tapline query activity --store %s\n", storePath)
 	fmt.Fprintln(e.stdout, "Try a call with the gateway key (Ctrl-C stops the demo):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' -H 'api-key: %s' -H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello from curl\"}]}'\n",
 		base, demoKey)
 	fmt.Fprintln(e.stdout, "Or as an Entra ID user (a token from the emulated tenant, recorded as ana@contoso.example):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/v1/chat/completions' -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello as Ana\"}]}'\n",
 		base, userToken)
-	return runAll(ctx, st, []*server{srv}, log)
+	return runAll(ctx, st, []*server{srv}, log, func(ctx context.Context) error {
+		return collectEvery(ctx, collector, time.Minute, log)
+	})
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // The emulated tenant and the audience of the demo's Entra ID tokens.
 const (

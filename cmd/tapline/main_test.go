@@ -217,6 +217,18 @@ func TestDemo(t *testing.T) {
 			break
 		}
 	}
+	// The collector pulled the emulated tenant's Activity Log: 13 groups
+	// (the root and 12 below it) of 25 events each.
+	var activity []string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, js, _ := tapline(t, "query", "activity", "--store", db, "--format", "json")
+		if activity = strings.Split(strings.TrimSpace(js), "\n"); len(activity) >= 13*25 {
+			break
+		}
+	}
+	if len(activity) != 13*25 || !strings.Contains(activity[0], `"kind":"activity_log"`) {
+		t.Errorf("the demo collected %d activity records, want %d", len(activity), 13*25)
+	}
 	code, csv, _ := tapline(t, "query", "usage", "--store", db, "--by", "principal,deployment", "--format", "csv")
 	if code != 0 || !strings.HasPrefix(csv, "principal,deployment,requests,") || !strings.Contains(csv, "key:demo,gpt-4o,1,") {
 		t.Errorf("usage csv:\n%s", csv)
