@@ -90,7 +90,7 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 func newQuery(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "Read the local store: requests, usage",
+		Short: "Read the local store: requests, usage, activity",
 		Long: `Reads the local store, also while 'tapline serve' runs. --format json
 writes JSON Lines, one record envelope per line, oldest first, every
 matching record, for jq and scripts.`,

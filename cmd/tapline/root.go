@@ -66,7 +66,8 @@ func newRoot(e *env) *cobra.Command {
 
   - an AI gateway in front of Azure OpenAI that records who called, from
     which IP, with what prompt and how many tokens, for every call;
-  - a collector of management-group Activity Logs (coming soon).
+  - a collector of management-group Activity Logs (every RBAC and policy
+    change at that scope), pulled incrementally with checkpoints.
 
 Records go first to an embedded SQLite store; query them with 'tapline query'.
 Every flag can also be set with an environment variable: --config is
