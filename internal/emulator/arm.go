@@ -254,14 +254,18 @@ func (a *ARM) takeFault(path string) (ARMFault, bool) {
 //	GET|PUT|DELETE .../diagnosticSettings/{name}                                one setting
 func (a *ARM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := a.now()
-	rec := &armStatusWriter{ResponseWriter: w}
-	defer func() {
+	// The entry is logged first and its status set as the status is
+	// written, before the client can see a byte of the response: a client
+	// that has its answer finds its request in the log.
+	a.mu.Lock()
+	i := len(a.requests)
+	a.requests = append(a.requests, ARMRequest{Time: start, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery})
+	a.mu.Unlock()
+	rec := &armStatusWriter{ResponseWriter: w, logged: func(status int) {
 		a.mu.Lock()
-		a.requests = append(a.requests, ARMRequest{
-			Time: start, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: rec.status,
-		})
+		a.requests[i].Status = status
 		a.mu.Unlock()
-	}()
+	}}
 	a.setCommonHeaders(rec, r, start)
 	if !a.authenticate(rec, r) {
 		return
@@ -273,22 +277,24 @@ func (a *ARM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.route(rec, r)
 }
 
-// armStatusWriter remembers the status written, for the request log.
+// armStatusWriter logs the status written, for the request log.
 type armStatusWriter struct {
 	http.ResponseWriter
 	status int
+	logged func(status int)
 }
 
 func (w *armStatusWriter) WriteHeader(status int) {
 	if w.status == 0 {
 		w.status = status
+		w.logged(status)
 	}
 	w.ResponseWriter.WriteHeader(status)
 }
 
 func (w *armStatusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
-		w.status = http.StatusOK
+		w.WriteHeader(http.StatusOK)
 	}
 	return w.ResponseWriter.Write(b)
 }
