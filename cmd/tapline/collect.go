@@ -41,20 +41,14 @@ next time). Without --once, a pass runs every collector.every until SIGINT.`,
 				}
 				sinceD = d
 			}
-			cfg, err := loadConfig(e, cfgPath)
-			if err != nil {
-				return err
+			hasCollector := func(cfg *config.Config) error {
+				if cfg.Collector == nil {
+					return usagef("%s has no collector section: nothing to collect", cfgPath)
+				}
+				return nil
 			}
-			if cfg.Collector == nil {
-				return usagef("%s has no collector section: nothing to collect", cfgPath)
-			}
-			level := slog.LevelWarn
-			if debug {
-				level = slog.LevelDebug
-			}
-			log := newLogger(e.stderr, level)
 			ctx := cmd.Context()
-			st, err := openStore(ctx, cfg.Store, log)
+			cfg, st, log, err := start(ctx, e, cfgPath, hasCollector, slog.LevelWarn, debug)
 			if err != nil {
 				return err
 			}

@@ -19,17 +19,8 @@ and the store's retention. Stops cleanly on SIGINT or SIGTERM: calls in
 flight finish and are recorded (a second signal exits at once).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(e, cfgPath)
-			if err != nil {
-				return err
-			}
-			level := slog.LevelInfo
-			if debug {
-				level = slog.LevelDebug
-			}
-			log := newLogger(e.stderr, level)
 			ctx := cmd.Context()
-			st, err := openStore(ctx, cfg.Store, log)
+			cfg, st, log, err := start(ctx, e, cfgPath, nil, slog.LevelInfo, debug)
 			if err != nil {
 				return err
 			}

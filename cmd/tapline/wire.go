@@ -22,6 +22,31 @@ import (
 // wire.go is the composition root: the one place that turns configuration
 // into running parts.
 
+// start is what serve and collect do first: load the configuration, check
+// it for the command (check may be nil; it runs before anything is opened,
+// so a refusal changes nothing), make the logger (at level, or debug), and
+// open the store.
+func start(ctx context.Context, e *env, cfgPath string, check func(*config.Config) error, level slog.Level, debug bool) (*config.Config, *store.Store, *slog.Logger, error) {
+	cfg, err := loadConfig(e, cfgPath)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if check != nil {
+		if err := check(cfg); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if debug {
+		level = slog.LevelDebug
+	}
+	log := newLogger(e.stderr, level)
+	st, err := openStore(ctx, cfg.Store, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, st, log, nil
+}
+
 func openStore(ctx context.Context, cfg config.Store, log *slog.Logger) (*store.Store, error) {
 	st, err := store.Open(ctx, store.Config{
 		Path:      cfg.Path,

@@ -41,15 +41,9 @@ func (s *Store) AppendWithCheckpoint(ctx context.Context, recs []record.Record, 
 	if until.Before(minTime) || until.After(maxTime) {
 		return 0, fmt.Errorf("set checkpoint of %q: time %s out of range", scope, until.Format(time.RFC3339))
 	}
-	rows := make([]row, len(recs))
-	var size int64
-	for i, rec := range recs {
-		r, err := newRow(i, rec)
-		if err != nil {
-			return 0, fmt.Errorf("append records: %w", err)
-		}
-		rows[i] = r
-		size += r.size()
+	rows, size, err := newRows(recs)
+	if err != nil {
+		return 0, fmt.Errorf("append records: %w", err)
 	}
 	n, err := s.do(ctx, &request{op: opAppendCheckpoint, rows: rows, bytes: size, sink: scope, seq: until.UnixNano()})
 	if err != nil {

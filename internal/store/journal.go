@@ -78,6 +78,22 @@ func newRow(i int, rec record.Record) (row, error) {
 	}, nil
 }
 
+// newRows validates and copies recs, and sums their sizes. An invalid
+// record fails them all.
+func newRows(recs []record.Record) ([]row, int64, error) {
+	rows := make([]row, len(recs))
+	var size int64
+	for i, rec := range recs {
+		r, err := newRow(i, rec)
+		if err != nil {
+			return nil, 0, err
+		}
+		rows[i] = r
+		size += r.size()
+	}
+	return rows, size, nil
+}
+
 // Append commits recs as released records, each given the next delivery
 // sequence number, and returns how many were new: an id already stored, or
 // repeated within recs, is skipped and not counted. An invalid record fails
@@ -89,15 +105,9 @@ func (s *Store) Append(ctx context.Context, recs []record.Record) (int, error) {
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	rows := make([]row, len(recs))
-	var size int64
-	for i, rec := range recs {
-		r, err := newRow(i, rec)
-		if err != nil {
-			return 0, fmt.Errorf("append records: %w", err)
-		}
-		rows[i] = r
-		size += r.size()
+	rows, size, err := newRows(recs)
+	if err != nil {
+		return 0, fmt.Errorf("append records: %w", err)
 	}
 	n, err := s.do(ctx, &request{op: opAppend, rows: rows, bytes: size})
 	if err != nil {
