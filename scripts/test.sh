@@ -11,8 +11,9 @@ tools="$root/.tools"
 
 say() { printf 'test.sh: %s\n' "$*" >&2; }
 
-# Debian packages the tests use.
-apt_pkgs=(nodejs npm)
+# Debian packages the tests use: node and npm drive the official npm
+# client; curl runs the line tapline demo prints.
+apt_pkgs=(nodejs npm curl)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   command -v "$p" >/dev/null 2>&1 && continue
@@ -38,7 +39,7 @@ fi
 go mod download
 
 export TAPLINE_NODE_MODULES="$tools/node_modules"
-export TAPLINE_TEST_REQUIRE="${TAPLINE_TEST_REQUIRE:-node}"
+export TAPLINE_TEST_REQUIRE="${TAPLINE_TEST_REQUIRE:-node,curl}"
 
 if (($#)); then
   exec go test "$@"

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tapline/tapline/internal/emulator"
 	"github.com/tapline/tapline/internal/record"
+	"github.com/tapline/tapline/internal/testenv"
 )
 
 // tapline runs the command line in-process and returns its exit code and
@@ -143,7 +144,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func TestDemo(t *testing.T) {
 	curl, err := exec.LookPath("curl")
 	if err != nil {
-		t.Skip("curl is not installed")
+		testenv.Missing(t, "curl", "curl is not on PATH")
 	}
 	db := filepath.Join(t.TempDir(), "demo.db")
 	ctx, cancel := context.WithCancel(context.Background())
