@@ -9,68 +9,56 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tidwall/gjson"
+
 	"github.com/tapline/tapline/internal/record"
 )
-
-// page is an EventDataCollection (azure-contracts.md §2.3). Each event is
-// kept as a json.RawMessage: encoding/json copies the value's bytes as they
-// are in the body, so the event is never re-encoded.
-type page struct {
-	Value    *[]json.RawMessage `json:"value"`
-	NextLink *string            `json:"nextLink"`
-}
 
 // ErrMalformedPage is wrapped by the error of a page that is not an
 // EventDataCollection.
 var ErrMalformedPage = errors.New("malformed activity log page")
 
-// decodePage parses an activity-log page. value is required (SPEC).
+// decodePage parses an activity-log page, an EventDataCollection
+// (azure-contracts.md §2.3): value is required (SPEC), each event an
+// object. The page is validated once; each event is then sliced out of it
+// as it is, never decoded and re-encoded (gjson: encoding/json would scan
+// every byte of a page several times, the collector's main cost).
 func decodePage(body []byte) (events []json.RawMessage, next string, err error) {
-	var p page
-	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, "", fmt.Errorf("%w: %w", ErrMalformedPage, err)
+	if !gjson.ValidBytes(body) {
+		return nil, "", fmt.Errorf("%w: not valid JSON", ErrMalformedPage)
 	}
-	if p.Value == nil {
+	page := gjson.ParseBytes(body)
+	if !page.IsObject() {
+		return nil, "", fmt.Errorf("%w: not an object", ErrMalformedPage)
+	}
+	value := page.Get("value")
+	if !value.IsArray() {
 		return nil, "", fmt.Errorf("%w: no value array", ErrMalformedPage)
 	}
-	for i, ev := range *p.Value {
-		if len(ev) == 0 || ev[0] != '{' {
-			return nil, "", fmt.Errorf("%w: event %d is not an object", ErrMalformedPage, i)
+	value.ForEach(func(_, ev gjson.Result) bool {
+		if !ev.IsObject() {
+			err = fmt.Errorf("%w: event %d is not an object", ErrMalformedPage, len(events))
+			return false
 		}
+		events = append(events, json.RawMessage(ev.Raw))
+		return true
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	if p.NextLink != nil {
-		next = *p.NextLink
+	if events == nil {
+		events = []json.RawMessage{}
 	}
-	return *p.Value, next, nil
+	if n := page.Get("nextLink"); n.Type == gjson.String {
+		next = n.Str
+	}
+	return events, next, nil
 }
 
-// localizable is a LocalizableString {value, localizedValue}; value may be
-// null (azure-contracts.md §2.5).
-type localizable struct {
-	Value *string `json:"value"`
-}
-
-func (l *localizable) String() string {
-	if l == nil || l.Value == nil {
-		return ""
-	}
-	return *l.Value
-}
-
-// eventFields are the EventData fields an activity_log record lifts out.
-type eventFields struct {
-	EventDataID         string                     `json:"eventDataId"`
-	CorrelationID       string                     `json:"correlationId"`
-	OperationName       *localizable               `json:"operationName"`
-	Category            *localizable               `json:"category"`
-	Level               string                     `json:"level"`
-	Status              *localizable               `json:"status"`
-	Caller              string                     `json:"caller"`
-	Claims              map[string]json.RawMessage `json:"claims"`
-	ResourceID          string                     `json:"resourceId"`
-	EventTimestamp      string                     `json:"eventTimestamp"`
-	SubmissionTimestamp string                     `json:"submissionTimestamp"`
-}
+// eventPaths are the EventData fields an activity_log record lifts out
+// (azure-contracts.md §2.5; LocalizableStrings by their value).
+var eventPaths = []string{"eventDataId", "correlationId", "operationName.value", "category.value", "level",
+	"status.value", "caller", "resourceId", "eventTimestamp", "submissionTimestamp", "claims"}
 
 // Claim names (azure-contracts.md §2.5: raw JWT claims, long URI keys for
 // some). The short forms are checked too.
@@ -80,14 +68,34 @@ var (
 	upnClaims   = []string{"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn", "upn"}
 )
 
-func claim(m map[string]json.RawMessage, names []string) string {
-	for _, n := range names {
-		var s string
-		if raw, ok := m[n]; ok && json.Unmarshal(raw, &s) == nil && s != "" {
-			return s
+// claims picks the caller's oid, appid and upn out of the claims object,
+// the first non-empty string of each list of names.
+func claims(c gjson.Result) record.Identity {
+	var id record.Identity
+	c.ForEach(func(k, v gjson.Result) bool {
+		if v.Type != gjson.String || v.Str == "" {
+			return true
 		}
+		pick(&id.OID, oidClaims, k.Str, v.Str)
+		pick(&id.AppID, appIDClaims, k.Str, v.Str)
+		pick(&id.UPN, upnClaims, k.Str, v.Str)
+		return true
+	})
+	return id
+}
+
+// pick sets *dst to val when name is in names and ranks before whatever
+// set *dst already (names are in order of preference).
+func pick(dst *string, names []string, name, val string) {
+	for i, n := range names {
+		if n != name {
+			continue
+		}
+		if *dst == "" || i == 0 {
+			*dst = val
+		}
+		return
 	}
-	return ""
 }
 
 // RecordID returns the record id of an event: "al-" and its eventDataId,
@@ -107,10 +115,20 @@ func RecordID(eventDataID string, raw []byte) string {
 // embedded in the record as is. Record time is eventTimestamp; an event
 // without a readable one takes submissionTimestamp, else fallback.
 func NewRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Record, error) {
-	var f eventFields
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return record.Record{}, fmt.Errorf("%w: decode event: %w", ErrMalformedPage, err)
+	if !gjson.ValidBytes(raw) || !gjson.ParseBytes(raw).IsObject() {
+		return record.Record{}, fmt.Errorf("%w: an event is not a JSON object", ErrMalformedPage)
 	}
+	v := gjson.GetManyBytes(raw, eventPaths...)
+	str := func(i int) string {
+		if v[i].Type == gjson.String {
+			return v[i].Str
+		}
+		return ""
+	}
+	f := struct {
+		EventDataID, CorrelationID, OperationName, Category, Level, Status, Caller, ResourceID string
+		EventTimestamp, SubmissionTimestamp                                                    string
+	}{str(0), str(1), str(2), str(3), str(4), str(5), str(6), str(7), str(8), str(9)}
 	evTime, errT := time.Parse(time.RFC3339Nano, f.EventTimestamp)
 	subTime, _ := time.Parse(time.RFC3339Nano, f.SubmissionTimestamp)
 	at := evTime
@@ -122,19 +140,15 @@ func NewRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Rec
 		at = fallback
 	}
 	p := record.ActivityLog{
-		Scope:         record.Scope{Kind: scope.Kind, ID: scope.ID},
-		EventDataID:   f.EventDataID,
-		CorrelationID: f.CorrelationID,
-		OperationName: f.OperationName.String(),
-		Category:      f.Category.String(),
-		Level:         f.Level,
-		Status:        f.Status.String(),
-		Caller:        f.Caller,
-		Identity: record.Identity{
-			OID:   claim(f.Claims, oidClaims),
-			AppID: claim(f.Claims, appIDClaims),
-			UPN:   claim(f.Claims, upnClaims),
-		},
+		Scope:               record.Scope{Kind: scope.Kind, ID: scope.ID},
+		EventDataID:         f.EventDataID,
+		CorrelationID:       f.CorrelationID,
+		OperationName:       f.OperationName,
+		Category:            f.Category,
+		Level:               f.Level,
+		Status:              f.Status,
+		Caller:              f.Caller,
+		Identity:            claims(v[10]),
 		ResourceID:          f.ResourceID,
 		EventTimestamp:      evTime.UTC(),
 		SubmissionTimestamp: subTime.UTC(),
