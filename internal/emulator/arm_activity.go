@@ -151,13 +151,9 @@ func armNextLink(r *http.Request, token string) string {
 }
 
 func (a *ARM) serveGroupLog(w http.ResponseWriter, r *http.Request, id string) {
-	if !a.checkAPIVersion(w, r, armGroupLogVersions) {
-		return
-	}
-	g := a.h.group(id)
-	if g == nil || a.isDenied(g.id) {
-		// INFERRED: the RBAC action for reading activity logs, over the group.
-		a.writeForbidden(w, r, "Microsoft.Insights/eventtypes/values/read", ARMGroupScope(id))
+	// INFERRED: the RBAC action for reading activity logs, over the group.
+	g := a.readableGroup(w, r, id, armGroupLogVersions, "Microsoft.Insights/eventtypes/values/read")
+	if g == nil {
 		return
 	}
 	a.serveEvents(w, r, g.scope)

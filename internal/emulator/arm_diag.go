@@ -49,21 +49,14 @@ type armDiagProps struct {
 	} `json:"logs"`
 }
 
-// diagGroup checks the api-version and read access; it returns the group.
+// diagGroup checks the api-version and access for a diagnostic-settings
+// request; it returns the group, or nil once it has answered.
 func (a *ARM) diagGroup(w http.ResponseWriter, r *http.Request, id string) *armGroupNode {
-	if !a.checkAPIVersion(w, r, armDiagVersions) {
-		return nil
+	action := "microsoft.insights/diagnosticSettings/read"
+	if r.Method != http.MethodGet {
+		action = "microsoft.insights/diagnosticSettings/write"
 	}
-	g := a.h.group(id)
-	if g == nil || a.isDenied(g.id) {
-		action := "microsoft.insights/diagnosticSettings/read"
-		if r.Method != http.MethodGet {
-			action = "microsoft.insights/diagnosticSettings/write"
-		}
-		a.writeForbidden(w, r, action, ARMGroupScope(id))
-		return nil
-	}
-	return g
+	return a.readableGroup(w, r, id, armDiagVersions, action)
 }
 
 // serveDiagList answers the list: {"value":[...]}, not paged (§3:

@@ -172,12 +172,8 @@ func (a *ARM) serveList(w http.ResponseWriter, r *http.Request) {
 // Wording of the 400s is INFERRED except the $recurse one, which quotes the
 // spec's parameter description.
 func (a *ARM) serveGet(w http.ResponseWriter, r *http.Request, id string) {
-	if !a.checkAPIVersion(w, r, armGroupVersions) {
-		return
-	}
-	g := a.h.group(id)
-	if g == nil || a.isDenied(g.id) {
-		a.writeForbidden(w, r, "Microsoft.Management/managementGroups/read", ARMGroupScope(id))
+	g := a.readableGroup(w, r, id, armGroupVersions, "Microsoft.Management/managementGroups/read")
+	if g == nil {
 		return
 	}
 	q := r.URL.Query()
@@ -265,12 +261,8 @@ func armChildren(g *armGroupNode, recurse, noSubs bool) []armChild {
 // the group, depth first (INFERRED order), $top a page (default
 // GroupPageSize, INFERRED), nextLink until the last page.
 func (a *ARM) serveDescendants(w http.ResponseWriter, r *http.Request, id string) {
-	if !a.checkAPIVersion(w, r, armGroupVersions) {
-		return
-	}
-	g := a.h.group(id)
-	if g == nil || a.isDenied(g.id) {
-		a.writeForbidden(w, r, "Microsoft.Management/managementGroups/descendants/read", ARMGroupScope(id))
+	g := a.readableGroup(w, r, id, armGroupVersions, "Microsoft.Management/managementGroups/descendants/read")
+	if g == nil {
 		return
 	}
 	size := a.groupPageSize
@@ -312,4 +304,20 @@ func armDescendants(g *armGroupNode, out []armDescendant) []armDescendant {
 			Properties: armDescendantProps{DisplayName: s.display, Parent: parent}})
 	}
 	return out
+}
+
+// readableGroup checks the api-version against allowed, then that the
+// group exists and the identity may read it; it returns the group, or nil
+// once it has answered. An unknown group is a 403 like a denied one: ARM
+// answers AuthorizationFailed, not 404 (azure-contracts.md §1.6).
+func (a *ARM) readableGroup(w http.ResponseWriter, r *http.Request, id string, allowed []string, action string) *armGroupNode {
+	if !a.checkAPIVersion(w, r, allowed) {
+		return nil
+	}
+	g := a.h.group(id)
+	if g == nil || a.isDenied(g.id) {
+		a.writeForbidden(w, r, action, ARMGroupScope(id))
+		return nil
+	}
+	return g
 }
