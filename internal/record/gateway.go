@@ -38,7 +38,11 @@ const (
 // GatewayRequest is the payload of a gateway_request record: one call made
 // through the gateway, from who asked to what came back. It is a superset of
 // Azure OpenAI's own RequestResponse log row (azure-contracts.md §9).
+//
+// State comes first: the store reads it from every record it writes, and a
+// leading field is found without scanning the prompt and response.
 type GatewayRequest struct {
+	State          string         `json:"state"`
 	RequestID      string         `json:"request_id"`
 	Start          time.Time      `json:"start"`
 	DurationMS     float64        `json:"duration_ms"`
@@ -69,7 +73,6 @@ type GatewayRequest struct {
 	Response       *Content       `json:"response,omitempty"`
 	Limit          *Limit         `json:"limit,omitempty"`
 	Error          *Error         `json:"error,omitempty"`
-	State          string         `json:"state"`
 }
 
 // Principal is who made a call: an Entra ID user or application, or the
