@@ -65,18 +65,33 @@ func Retryable(err error) (after time.Duration, ok bool) {
 	return 0, false
 }
 
-// InvalidError marks a batch the destination rejected as invalid: writing it
-// again cannot succeed, so the shipper moves it to the dead-letter table
-// (DESIGN.md §6) instead of retrying or stopping. Reason is a short, human
-// readable explanation that must not hold secrets.
+// InvalidError marks records the destination rejected as invalid: writing
+// them again cannot succeed, so the shipper moves them to the dead-letter
+// table (DESIGN.md §6) instead of retrying or stopping, and delivers the rest.
+//
+// Indexes, when not nil, are the positions in the batch of the rejected
+// records, and the sink wrote none of the batch: a sink that can tell which
+// records a destination will refuse (one over its size limit) checks the
+// whole batch before sending anything. When Indexes is nil the whole batch
+// was refused without saying which record was at fault; the shipper then
+// splits the batch to find it. Reason is a short, human readable explanation
+// (for example "record of 1048577 bytes is over the 1048576-byte limit")
+// that must not hold secrets.
 type InvalidError struct {
-	Err    error
-	Reason string
+	Err     error
+	Reason  string
+	Indexes []int
 }
 
-// Invalid wraps err as an *InvalidError with the given reason.
+// Invalid wraps err as an *InvalidError for the whole batch.
 func Invalid(err error, reason string) error {
 	return &InvalidError{Err: err, Reason: reason}
+}
+
+// InvalidRecords wraps err as an *InvalidError naming the rejected records
+// by their positions in the batch.
+func InvalidRecords(err error, reason string, indexes ...int) error {
+	return &InvalidError{Err: err, Reason: reason, Indexes: indexes}
 }
 
 // Error returns the reason followed by the wrapped error's message.

@@ -48,3 +48,17 @@ func TestErrorsUnwrap(t *testing.T) {
 		t.Errorf("InvalidError message = %q", got)
 	}
 }
+
+func TestInvalidRecords(t *testing.T) {
+	err := fmt.Errorf("write: %w", InvalidRecords(nil, "record over the limit", 1, 3))
+	var inv *InvalidError
+	if !errors.As(err, &inv) || len(inv.Indexes) != 2 || inv.Indexes[0] != 1 || inv.Indexes[1] != 3 {
+		t.Fatalf("InvalidRecords indexes not found: %#v", inv)
+	}
+	if got := err.Error(); got != "write: invalid batch: record over the limit" {
+		t.Errorf("message = %q", got)
+	}
+	if _, ok := Retryable(err); ok {
+		t.Errorf("an invalid record is not retryable")
+	}
+}

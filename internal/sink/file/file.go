@@ -2,9 +2,7 @@
 package file
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/sink"
+	"github.com/tidwall/gjson"
 )
 
 // DefaultMaxBytes is the rotation size used when Config.MaxBytes is 0.
@@ -54,7 +53,7 @@ type Sink struct {
 	seq    uint64   // sequence number of the next file
 	stamp  string   // timestamp of the newest file, so names never go backwards
 	closed bool
-	buf    bytes.Buffer
+	buf    []byte
 }
 
 var (
@@ -123,18 +122,18 @@ func (s *Sink) Write(ctx context.Context, recs []record.Record) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("write file sink: %w", err)
 	}
-	s.buf.Reset()
-	enc := json.NewEncoder(&s.buf)
-	// The default Marshal escapes <, > and & even inside a RawMessage; the
-	// data must stay byte for byte as the producer stored it (DESIGN.md §5).
-	enc.SetEscapeHTML(false)
+	// The data is appended byte for byte as the producer stored it
+	// (DESIGN.md §5); a record whose data is not JSON would tear the line.
+	s.buf = s.buf[:0]
 	for i := range recs {
-		if err := enc.Encode(&recs[i]); err != nil {
-			return fmt.Errorf("write file sink: %w",
-				sink.Invalid(err, fmt.Sprintf("record %q cannot be encoded", recs[i].ID)))
+		if !gjson.ValidBytes(recs[i].Data) {
+			return fmt.Errorf("write file sink: %w", sink.InvalidRecords(nil,
+				fmt.Sprintf("record %q has data that is not valid JSON", recs[i].ID), i))
 		}
+		s.buf = record.AppendJSON(s.buf, recs[i])
+		s.buf = append(s.buf, '\n')
 	}
-	n := int64(s.buf.Len())
+	n := int64(len(s.buf))
 	if s.f != nil && s.size > 0 && s.size+n > s.maxBytes {
 		if err := s.closeFile(); err != nil {
 			return fmt.Errorf("write file sink: %w", classify(err))
@@ -145,7 +144,7 @@ func (s *Sink) Write(ctx context.Context, recs []record.Record) error {
 			return fmt.Errorf("write file sink: %w", classify(err))
 		}
 	}
-	if _, err := s.f.Write(s.buf.Bytes()); err != nil {
+	if _, err := s.f.Write(s.buf); err != nil {
 		s.undo()
 		return fmt.Errorf("write file sink: %w", classify(err))
 	}
@@ -154,8 +153,8 @@ func (s *Sink) Write(ctx context.Context, recs []record.Record) error {
 		return fmt.Errorf("write file sink: %w", classify(err))
 	}
 	s.size += n
-	if s.buf.Cap() > 4<<20 {
-		s.buf = bytes.Buffer{} // do not keep a huge batch's buffer alive
+	if cap(s.buf) > 4<<20 {
+		s.buf = nil // do not keep a huge batch's buffer alive
 	}
 	return nil
 }

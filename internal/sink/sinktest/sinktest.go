@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -28,6 +29,12 @@ type Harness struct {
 	// New returns a sink on a fresh, empty destination. It is called once
 	// per case; it should register its own cleanup with t.Cleanup.
 	New func(t *testing.T) Target
+	// MaxRecordBytes is the size limit the destination puts on one record,
+	// 0 if it has none worth testing. The suite then writes a record with
+	// data of 90% of it, which must arrive whole, and one with data over
+	// it, which Write must refuse with a *sink.InvalidError naming its
+	// index, before writing anything of the batch.
+	MaxRecordBytes int
 }
 
 // Run runs the conformance suite as subtests of t. Calls to the sink are
@@ -47,6 +54,7 @@ func Run(t *testing.T, h Harness) {
 		{"LargePayload", testLargePayload},
 		{"WriteAfterClose", testWriteAfterClose},
 		{"Check", testCheck},
+		{"RecordSizeLimit", testRecordSizeLimit},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, h) })
@@ -273,6 +281,46 @@ func testCheck(t *testing.T, h Harness) {
 	}
 	if got := tg.Delivered(t); len(got) != 0 {
 		t.Errorf("Check wrote %d records", len(got))
+	}
+	closeSink(t, tg.Sink)
+}
+
+// Padded returns a record numbered i whose data is a JSON object of exactly
+// size bytes (at least 16).
+func Padded(i, size int) record.Record {
+	r := Records(i, 1)[0]
+	const head, tail = `{"pad":"`, `"}`
+	pad := strings.Repeat("x", max(size-len(head)-len(tail), 0))
+	r.Data = json.RawMessage(head + pad + tail)
+	return r
+}
+
+func testRecordSizeLimit(t *testing.T, h Harness) {
+	if h.MaxRecordBytes == 0 {
+		t.Skip("the destination has no per-record size limit")
+	}
+	tg := h.New(t)
+	near := []record.Record{Records(0, 1)[0], Padded(1, h.MaxRecordBytes*9/10), Records(2, 1)[0]}
+	write(t, tg.Sink, near)
+
+	over := []record.Record{Records(3, 1)[0], Padded(4, h.MaxRecordBytes+1), Records(5, 1)[0]}
+	err := tg.Sink.Write(context.Background(), over)
+	var inv *sink.InvalidError
+	switch {
+	case !errors.As(err, &inv):
+		t.Fatalf("Write with a record over the limit: error %v, want *sink.InvalidError", err)
+	case len(inv.Indexes) != 1 || inv.Indexes[0] != 1:
+		t.Errorf("InvalidError.Indexes = %v, want [1]", inv.Indexes)
+	case inv.Reason == "":
+		t.Errorf("InvalidError has no reason")
+	}
+	if _, ok := sink.Retryable(err); ok {
+		t.Errorf("a record over the limit is marked retryable")
+	}
+	rest := []record.Record{over[0], over[2]}
+	write(t, tg.Sink, rest)
+	if d := Diff(tg.Delivered(t), append(Clone(near), rest...)); d != "" {
+		t.Errorf("delivered differs (the near-limit record must arrive whole, nothing of the refused batch):\n%s", d)
 	}
 	closeSink(t, tg.Sink)
 }
