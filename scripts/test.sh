@@ -12,8 +12,9 @@ tools="$root/.tools"
 say() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # Debian packages the tests use: node and npm drive the official npm
-# client; curl runs the line tapline demo prints.
-apt_pkgs=(nodejs npm curl)
+# client, Azurite and the Event Hubs AMQP stand-in; curl runs the line
+# tapline demo prints; redis-server backs the shared rate limits.
+apt_pkgs=(nodejs npm curl redis-server)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   command -v "$p" >/dev/null 2>&1 && continue
@@ -27,9 +28,10 @@ if ((${#missing[@]})); then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# npm packages the tests drive (the official openai client), pinned.
+# npm packages the tests drive, pinned: the official openai client, Azurite
+# (Blob) and rhea (the Event Hubs AMQP stand-in).
 mkdir -p "$tools"
-if ! cmp -s scripts/tools/package.json "$tools/package.json" || [ ! -d "$tools/node_modules/openai" ]; then
+if ! cmp -s scripts/tools/package.json "$tools/package.json" || [ ! -d "$tools/node_modules/openai" ] || [ ! -d "$tools/node_modules/azurite" ]; then
   say "installing npm test tools into .tools/"
   cp scripts/tools/package.json scripts/tools/package-lock.json "$tools/"
   (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
@@ -39,7 +41,7 @@ fi
 go mod download
 
 export TAPLINE_NODE_MODULES="$tools/node_modules"
-export TAPLINE_TEST_REQUIRE="${TAPLINE_TEST_REQUIRE:-node,curl}"
+export TAPLINE_TEST_REQUIRE="${TAPLINE_TEST_REQUIRE:-node,curl,azurite,eventhubs-stub,redis}"
 
 if (($#)); then
   exec go test "$@"
