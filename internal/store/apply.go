@@ -93,6 +93,8 @@ func (w *writer) apply(ctx context.Context, t *txn, r *request) (int, error) {
 		return w.prune(ctx, t, r)
 	case opAppendCheckpoint:
 		return w.appendCheckpoint(ctx, t, r)
+	case opExec:
+		return 0, r.fn(ctx, t.tx, w.now().UnixNano())
 	}
 	return 0, fmt.Errorf("unknown write op %d", r.op)
 }

@@ -46,6 +46,26 @@ var migrations = [][]string{
 			updated INTEGER NOT NULL
 		)`,
 	},
+	// 3: delivery state. dead_letters holds a copy of every record a sink's
+	// destination refused as invalid, with the reason (DESIGN.md §6); it
+	// outlives the record's retention. cursors gain the sink's last error,
+	// which `tapline query sinks` shows from another process.
+	{
+		`CREATE TABLE dead_letters (
+			sink    TEXT NOT NULL,
+			id      TEXT NOT NULL,
+			seq     INTEGER NOT NULL,
+			kind    TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			time    INTEGER NOT NULL,
+			data    TEXT NOT NULL,
+			reason  TEXT NOT NULL,
+			at      INTEGER NOT NULL,
+			PRIMARY KEY (sink, id)
+		)`,
+		`ALTER TABLE cursors ADD COLUMN last_error TEXT`,
+		`ALTER TABLE cursors ADD COLUMN last_error_at INTEGER`,
+	},
 }
 
 // migrate applies the migrations the database has not seen, each in its own

@@ -113,7 +113,8 @@ type Store struct {
 	closeErr  error
 
 	statsMu sync.Mutex
-	stats   Stats // published by the writer after each commit
+	stats   Stats         // published by the writer after each commit
+	changed chan struct{} // closed, and replaced, when LastSeq moves
 }
 
 var _ record.Journal = (*Store)(nil)
@@ -262,8 +263,25 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 // publish records the writer's counters after a commit.
 func (s *Store) publish(st Stats) {
 	s.statsMu.Lock()
+	if st.LastSeq != s.stats.LastSeq && s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
 	s.stats = st
 	s.statsMu.Unlock()
+}
+
+// Released returns the last released seq and a channel that is closed as
+// soon as a later one is committed, so a reader (the shipper) can wait for
+// new records instead of polling. On a read-only store the channel is never
+// closed.
+func (s *Store) Released() (lastSeq int64, changed <-chan struct{}) {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.stats.LastSeq, s.changed
 }
 
 // Close stops accepting writes, lets the writer commit and answer every

@@ -30,6 +30,7 @@ const (
 	opFinish
 	opSetCursor
 	opPrune
+	opExec
 )
 
 // journal reports whether the op is one of record.Journal's writes, the
@@ -46,10 +47,17 @@ type request struct {
 	sinks []string     // opPrune: the cursors that bound it
 	cut   int64        // opPrune: delete records with time before this (unix nanos)
 	limit int          // opPrune: at most this many per request
+	fn    execFunc     // opExec
 	done  chan result  // buffered; the writer sends exactly once
 	then  func(result) // if set, called on the writer goroutine after the send
 	async bool         // nobody waits on done (FinishAsync)
 }
+
+// execFunc is a small write of the delivery state (dead letters, sink
+// errors) run inside the writer's transaction; now is the writer's clock in
+// unix nanoseconds. Those writes are rare, so they need no statement of
+// their own among the prepared ones.
+type execFunc func(ctx context.Context, tx *sql.Tx, now int64) error
 
 // result is the writer's answer to one request.
 type result struct {
