@@ -1,0 +1,315 @@
+package ship
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapline/tapline/internal/record"
+	"github.com/tapline/tapline/internal/sink"
+	"github.com/tapline/tapline/internal/store"
+)
+
+// loop delivers to one sink. Only its own goroutine touches its fields,
+// except the atomics that the metrics read.
+type loop struct {
+	name  string
+	sink  sink.Sink
+	st    Store
+	batch Batch
+	retry Retry
+	m     *sinkMetrics
+	log   *slog.Logger
+
+	// Seams for tests.
+	now    func() time.Time
+	sleep  func(ctx context.Context, d time.Duration) error
+	jitter func(n int64) int64 // uniform in [0, n)
+
+	cursor  atomic.Int64 // last confirmed seq
+	oldest  atomic.Int64 // record time (unix nanos) of the first undelivered record in hand, 0 if none
+	failing string       // the error of the outage in progress, "" when healthy
+	since   time.Time    // when that outage began
+	tries   int          // failed writes in that outage
+}
+
+func newLoop(st Store, t Target, m *metrics, log *slog.Logger) *loop {
+	l := &loop{
+		name:   t.Name,
+		sink:   t.Sink,
+		st:     st,
+		batch:  t.Batch.withDefaults(),
+		retry:  t.Retry.withDefaults(),
+		log:    log,
+		now:    time.Now,
+		sleep:  sleepCtx,
+		jitter: rand.Int64N,
+	}
+	l.m = m.forSink(t.Name, l)
+	return l
+}
+
+// run delivers batches until ctx ends. Only the end of ctx stops it: store
+// and sink failures are logged, shown in the metrics and retried.
+func (l *loop) run(ctx context.Context) {
+	var err error
+	for attempt := 1; ; attempt++ {
+		var c int64
+		if c, err = l.st.Cursor(ctx, l.name); err == nil {
+			l.cursor.Store(c)
+			break
+		}
+		if l.pause(ctx, attempt, fmt.Errorf("read cursor: %w", err)) != nil {
+			return
+		}
+	}
+	for ctx.Err() == nil {
+		batch, err := l.fill(ctx)
+		if err != nil {
+			if ctx.Err() == nil && l.pause(ctx, 1, fmt.Errorf("read store: %w", err)) == nil {
+				continue
+			}
+			return
+		}
+		dead, err := l.deliver(ctx, batch)
+		if err != nil {
+			return // ctx ended; the batch is delivered again at the next start
+		}
+		if err := l.confirm(ctx, batch[len(batch)-1].Seq, dead); err != nil {
+			return
+		}
+	}
+}
+
+// fill waits for records after the cursor and returns a batch of them,
+// once the batch is full or MaxWait after its first record.
+func (l *loop) fill(ctx context.Context) ([]store.Stored, error) {
+	var (
+		batch    []store.Stored
+		bytes    int
+		deadline <-chan time.Time
+		timer    *time.Timer
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	after := l.cursor.Load()
+	for {
+		last, changed := l.st.Released()
+		if last > after {
+			more, err := l.st.ReadAfter(ctx, after, l.batch.MaxRecords-len(batch))
+			if err != nil {
+				return nil, err
+			}
+			for i, s := range more {
+				size := len(s.Record.Data)
+				if len(batch) > 0 && bytes+size > l.batch.MaxBytes {
+					// Full by bytes: the rest waits for the next batch.
+					return batch, nil
+				}
+				batch = append(batch, more[i])
+				bytes += size
+			}
+			switch {
+			case len(batch) == 0:
+				// Records after the cursor were removed (drop_oldest): there
+				// is nothing to deliver up to last.
+				after = last
+				l.cursor.Store(last)
+				continue
+			case len(batch) >= l.batch.MaxRecords || bytes >= l.batch.MaxBytes:
+				return batch, nil
+			}
+			after = batch[len(batch)-1].Seq
+			if l.oldest.Load() == 0 {
+				l.oldest.Store(batch[0].Record.Time.UnixNano())
+			}
+			if timer == nil {
+				timer = time.NewTimer(l.batch.MaxWait)
+				deadline = timer.C
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline:
+			return batch, nil
+		case <-changed:
+		}
+	}
+}
+
+// deliver writes batch until the destination accepted every record that
+// it does not refuse as invalid, and returns those refused as dead letters.
+// It returns an error only when ctx ends.
+func (l *loop) deliver(ctx context.Context, batch []store.Stored) ([]store.DeadLetter, error) {
+	if l.oldest.Load() == 0 {
+		l.oldest.Store(batch[0].Record.Time.UnixNano())
+	}
+	var dead []store.DeadLetter
+	recs := make([]record.Record, 0, len(batch))
+	for attempt := 1; ; attempt++ {
+		recs = recs[:0]
+		for _, s := range batch {
+			recs = append(recs, s.Record)
+		}
+		err := l.sink.Write(ctx, recs)
+		if err == nil {
+			l.m.sent.Add(float64(len(batch)))
+			l.recovered()
+			return dead, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		var inv *sink.InvalidError
+		if !errors.As(err, &inv) {
+			l.m.failed.Inc()
+			if l.pause(ctx, attempt, err) != nil {
+				return nil, ctx.Err()
+			}
+			l.m.retried.Inc()
+			continue
+		}
+		refused, ok := indexes(inv.Indexes, len(batch))
+		switch {
+		case ok:
+		case len(batch) == 1:
+			refused = []int{0}
+		default:
+			// The destination refused the batch without naming the record
+			// at fault: deliver each half on its own to find it.
+			mid := len(batch) / 2
+			d1, err := l.deliver(ctx, batch[:mid])
+			if err != nil {
+				return nil, err
+			}
+			d2, err := l.deliver(ctx, batch[mid:])
+			if err != nil {
+				return nil, err
+			}
+			return slices.Concat(dead, d1, d2), nil
+		}
+		reason := inv.Reason
+		if reason == "" {
+			reason = err.Error()
+		}
+		at := l.now()
+		kept := batch[:0:0]
+		for i, s := range batch {
+			if slices.Contains(refused, i) {
+				dead = append(dead, store.DeadLetter{Sink: l.name, Seq: s.Seq, Record: s.Record, Reason: reason, At: at})
+				l.log.Error("record refused by the destination; dead-lettered", "record_id", s.Record.ID, "seq", s.Seq, "reason", reason)
+				continue
+			}
+			kept = append(kept, s)
+		}
+		l.m.dead.Add(float64(len(refused)))
+		if len(kept) == 0 {
+			l.recovered()
+			return dead, nil
+		}
+		batch, attempt = kept, 0
+	}
+}
+
+// confirm moves the cursor past the delivered batch, with its dead letters,
+// retrying a failing store until ctx ends.
+func (l *loop) confirm(ctx context.Context, seq int64, dead []store.DeadLetter) error {
+	for attempt := 1; ; attempt++ {
+		err := l.st.Confirm(ctx, l.name, seq, dead)
+		if err == nil {
+			l.cursor.Store(seq)
+			l.oldest.Store(0)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := l.pause(ctx, attempt, fmt.Errorf("confirm batch: %w", err)); err != nil {
+			return err
+		}
+	}
+}
+
+// indexes returns the valid, distinct positions in idx, and whether there
+// was at least one and all were valid.
+func indexes(idx []int, n int) ([]int, bool) {
+	if len(idx) == 0 {
+		return nil, false
+	}
+	out := slices.Clone(idx)
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if out[0] < 0 || out[len(out)-1] >= n {
+		return nil, false
+	}
+	return out, true
+}
+
+// pause reports a failure (the first of an outage, or one with a new
+// message, is logged and stored as the sink's last error; repeats are only
+// counted) and waits before the next attempt.
+func (l *loop) pause(ctx context.Context, attempt int, err error) error {
+	msg := err.Error()
+	hint, retryable := sink.Retryable(err)
+	if l.failing == "" {
+		l.since = l.now()
+	}
+	l.tries++
+	if msg != l.failing {
+		level := slog.LevelWarn
+		if !retryable {
+			level = slog.LevelError
+		}
+		l.log.Log(ctx, level, "sink write failed; retrying", "error", msg, "attempt", attempt, "retryable", retryable)
+		if serr := l.st.SetSinkError(context.WithoutCancel(ctx), l.name, msg); serr != nil {
+			l.log.Warn("store sink error", "error", serr)
+		}
+		l.failing = msg
+	}
+	return l.sleep(ctx, l.wait(attempt, hint, retryable))
+}
+
+// recovered logs the end of an outage.
+func (l *loop) recovered() {
+	if l.failing == "" {
+		return
+	}
+	l.log.Info("sink recovered", "failed_attempts", l.tries, "down_for", l.now().Sub(l.since).Round(time.Millisecond))
+	l.failing, l.tries = "", 0
+}
+
+// wait is the pause before attempt+1: the destination's hint when it gave
+// one (capped), the longest backoff for an error that is not retryable,
+// else capped exponential backoff with jitter (half fixed, half random, so
+// that sinks that failed together do not retry together).
+func (l *loop) wait(attempt int, hint time.Duration, retryable bool) time.Duration {
+	if hint > 0 {
+		return min(hint, l.retry.MaxRetryAfter)
+	}
+	d := l.retry.Max
+	if retryable && attempt < 32 {
+		d = min(l.retry.Min<<(attempt-1), l.retry.Max)
+	}
+	half := d / 2
+	return half + time.Duration(l.jitter(int64(d-half)+1))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
