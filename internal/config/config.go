@@ -19,6 +19,9 @@ type Config struct {
 	// Collector turns on the Activity Log collector (tapline collect, and
 	// serve's schedule).
 	Collector *Collector `yaml:"collector"`
+	// Sinks are the destinations the shipper delivers every record to.
+	Sinks   []Sink   `yaml:"sinks"`
+	Metrics *Metrics `yaml:"metrics"`
 }
 
 // Collector configures the Activity Log collector (DESIGN.md §4).
@@ -208,6 +211,7 @@ func (c *Config) ApplyDefaults() {
 	if a.Credential == "" {
 		a.Credential = CredentialDefault
 	}
+	sinkDefaults(c.Sinks)
 	if cl := c.Collector; cl != nil {
 		if cl.Every == nil {
 			every := Duration(5 * time.Minute)

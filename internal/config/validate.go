@@ -24,6 +24,10 @@ func (c *Config) Validate() error {
 	if c.Collector != nil {
 		v.collector(c.Collector)
 	}
+	v.sinks(c.Sinks)
+	if c.Metrics != nil {
+		v.metrics(c.Metrics)
+	}
 	if len(v.probs) == 0 {
 		return nil
 	}
