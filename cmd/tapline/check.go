@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,11 +22,12 @@ func newCheck(e *env) *cobra.Command {
 	var offline bool
 	cmd := &cobra.Command{
 		Use:   "check --config FILE",
-		Short: "Validate the configuration and probe each backend's credentials",
+		Short: "Validate the configuration and probe each backend's and sink's credentials",
 		Long: `Validates the configuration, naming every problem with its field path
 (exit 2), then probes each gateway backend with the gateway's own
-credential by listing its models, which reads nothing and writes nothing.
-Exits 1 if a probe fails.`,
+credential by listing its models, and each sink's destination with the
+sink's credential (reading its container, rule, hub, topic or token),
+none of which writes anything. Exits 1 if a probe fails.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadConfig(e, cfgPath)
@@ -32,10 +35,18 @@ Exits 1 if a probe fails.`,
 				return err
 			}
 			fmt.Fprintf(e.stdout, "configuration %s: ok\n", cfgPath)
-			if offline || cfg.Gateway == nil {
+			if offline {
 				return nil
 			}
-			return probeBackends(cmd.Context(), e.stdout, cfg)
+			var errs []error
+			if cfg.Gateway != nil {
+				errs = append(errs, probeBackends(cmd.Context(), e.stdout, cfg))
+			}
+			if len(cfg.Sinks) > 0 {
+				log := newLogger(e.stderr, slog.LevelWarn)
+				errs = append(errs, probeSinks(cmd.Context(), e.stdout, cfg, log))
+			}
+			return errors.Join(errs...)
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file (YAML)")

@@ -19,7 +19,7 @@ import (
 )
 
 func newDemo(e *env) *cobra.Command {
-	var listen, storePath string
+	var listen, storePath, shipDir string
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -28,23 +28,25 @@ func newDemo(e *env) *cobra.Command {
 text-embedding-3-small) and a gateway in front of it with strict audit and
 full capture, makes a few calls so the store has something to show, and
 prints a curl command that works as it is. Records go to --store; read
-them with 'tapline query requests --store FILE'. Stop with Ctrl-C.`,
+them with 'tapline query requests --store FILE'. Every record is also
+shipped to a file sink, JSON Lines files in --ship-dir. Stop with Ctrl-C.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
 			if !quiet {
 				level = slog.LevelInfo
 			}
-			return runDemo(cmd.Context(), e, listen, storePath, newLogger(e.stderr, level))
+			return runDemo(cmd.Context(), e, listen, storePath, shipDir, newLogger(e.stderr, level))
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "gateway address")
 	cmd.Flags().StringVar(&storePath, "store", "tapline-demo.db", "store database file")
+	cmd.Flags().StringVar(&shipDir, "ship-dir", "tapline-demo-shipped", "directory of the file sink every record is shipped to")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "log warnings and errors only")
 	return cmd
 }
 
-func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slog.Logger) error {
+func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string, log *slog.Logger) error {
 	upstreamKey := randomHex(16)
 	aoaiURL, stopAOAI, err := emulator.ListenAOAI(ctx, "127.0.0.1:0", emulator.AOAIConfig{
 		Deployments: map[string]string{
@@ -113,6 +115,7 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 			Backends: []config.Backend{{Name: "emulated-eastus", URL: aoaiURL, Auth: config.AuthAPIKey,
 				APIKey: upstreamKey}},
 		},
+		Sinks: []config.Sink{{Name: "local-files", File: &config.FileSink{Dir: shipDir}}},
 	}
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -137,19 +140,24 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath string, log *slo
 	if err != nil {
 		return err
 	}
+	shipper, err := newShipper(cfg, st, nil, log)
+	if err != nil {
+		return err
+	}
 
 	fmt.Fprintf(e.stdout, "Tapline demo: a gateway on %s in front of an emulated Azure OpenAI.\n", base)
 	fmt.Fprintf(e.stdout, "Gateway key for the caller \"demo\" (shown once): %s\n", demoKey)
 	fmt.Fprintf(e.stdout, "Records: tapline query requests --store %s\n", storePath)
 	fmt.Fprintf(e.stdout, "Usage:   tapline query usage --store %s --by principal,deployment\n", storePath)
 	fmt.Fprintf(e.stdout, "Activity Log of 13 emulated management groups, collected every minute: tapline query activity --store %s\n", storePath)
+	fmt.Fprintf(e.stdout, "Shipped: every record is delivered to JSON Lines files in %s; delivery state: tapline query sinks --store %s\n", shipDir, storePath)
 	fmt.Fprintln(e.stdout, "Try a call with the gateway key (Ctrl-C stops the demo):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' -H 'api-key: %s' -H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello from curl\"}]}'\n",
 		base, demoKey)
 	fmt.Fprintln(e.stdout, "Or as an Entra ID user (a token from the emulated tenant, recorded as ana@contoso.example):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/v1/chat/completions' -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello as Ana\"}]}'\n",
 		base, userToken)
-	return runAll(ctx, st, []*server{srv}, log, func(ctx context.Context) error {
+	return runAll(ctx, st, shipper.Names(), []*server{srv}, log, shipper.Run, func(ctx context.Context) error {
 		return collectEvery(ctx, collector, time.Minute, log)
 	})
 }

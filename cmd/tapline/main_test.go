@@ -147,12 +147,13 @@ func TestDemo(t *testing.T) {
 		testenv.Missing(t, "curl", "curl is not on PATH")
 	}
 	db := filepath.Join(t.TempDir(), "demo.db")
+	shipped := filepath.Join(t.TempDir(), "shipped")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--store", db, "--quiet"}, out, io.Discard)
+		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--store", db, "--ship-dir", shipped, "--quiet"}, out, io.Discard)
 	}()
 
 	var lines []string
@@ -233,6 +234,41 @@ func TestDemo(t *testing.T) {
 	code, csv, _ := tapline(t, "query", "usage", "--store", db, "--by", "principal,deployment", "--format", "csv")
 	if code != 0 || !strings.HasPrefix(csv, "principal,deployment,requests,") || !strings.Contains(csv, "key:demo,gpt-4o,1,") {
 		t.Errorf("usage csv:\n%s", csv)
+	}
+
+	// Every record reaches the demo's file sink, and query sinks says so.
+	var state string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		_, state, _ = tapline(t, "query", "sinks", "--store", db, "--format", "json")
+		if strings.Contains(state, `"lag_records":0,`) {
+			break
+		}
+	}
+	var st struct {
+		Sink         string `json:"sink"`
+		ConfirmedSeq int64  `json:"confirmed_seq"`
+		LagRecords   int64  `json:"lag_records"`
+	}
+	if err := json.Unmarshal([]byte(state), &st); err != nil || st.Sink != "local-files" || st.LagRecords != 0 {
+		t.Fatalf("query sinks: %v\n%s", err, state)
+	}
+	files, _ := filepath.Glob(filepath.Join(shipped, "*.jsonl"))
+	ids := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var r record.Record
+			if err := json.Unmarshal([]byte(l), &r); err != nil {
+				t.Fatalf("shipped line %q: %v", l, err)
+			}
+			ids[r.ID] = true
+		}
+	}
+	if int64(len(ids)) != st.ConfirmedSeq || len(ids) < 13*25+7 {
+		t.Errorf("the file sink holds %d distinct records; the store released %d", len(ids), st.ConfirmedSeq)
 	}
 	cancel()
 	select {

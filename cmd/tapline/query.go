@@ -96,7 +96,7 @@ writes JSON Lines, one record envelope per line, oldest first, every
 matching record, for jq and scripts.`,
 	}
 	cmd.AddCommand(newQueryRequests(e), newQueryUsage(e))
-	cmd.AddCommand(newQueryActivity(e))
+	cmd.AddCommand(newQueryActivity(e), newQuerySinks(e))
 	return cmd
 }
 

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 )
 
@@ -15,7 +19,8 @@ func newServe(e *env) *cobra.Command {
 		Short: "Run everything the configuration enables",
 		Long: `Runs every part the configuration enables: the gateway on gateway.listen,
 the Activity Log collector (a pass at start, then every collector.every),
-and the store's retention. Stops cleanly on SIGINT or SIGTERM: calls in
+the shipper (one loop per sink, at least once and in order), Prometheus
+metrics on metrics.listen, and the store's retention. Stops cleanly on SIGINT or SIGTERM: calls in
 flight finish and are recorded (a second signal exits at once).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,13 +54,40 @@ flight finish and are recorded (a second signal exits at once).`,
 				log.Info("collector scheduled", "every", every)
 				parts = append(parts, func(ctx context.Context) error { return collectEvery(ctx, c, every, log) })
 			}
-			if len(servers) == 0 && len(parts) == 0 {
-				log.Warn("the configuration enables nothing to serve (no gateway or collector section)")
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			var sinks []string
+			if len(cfg.Sinks) > 0 {
+				sh, err := newShipper(cfg, st, reg, log)
+				if err != nil {
+					return err
+				}
+				sinks = sh.Names()
+				log.Info("shipping", "sinks", sinks)
+				parts = append(parts, sh.Run)
 			}
-			return runAll(ctx, st, servers, log, parts...)
+			if m := cfg.Metrics; m != nil {
+				s, err := listen("metrics", m.Listen, metricsHandler(reg))
+				if err != nil {
+					return err
+				}
+				log.Info("metrics listening", "addr", s.ln.Addr().String())
+				servers = append(servers, s)
+			}
+			if len(servers) == 0 && len(parts) == 0 {
+				log.Warn("the configuration enables nothing to serve (no gateway, collector or sinks section)")
+			}
+			return runAll(ctx, st, sinks, servers, log, parts...)
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration file (YAML)")
 	cmd.Flags().BoolVar(&debug, "debug", false, "log at debug level")
 	return cmd
+}
+
+// metricsHandler serves reg's metrics on /metrics.
+func metricsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
 }

@@ -146,8 +146,9 @@ func (s *server) run(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-// maintain prunes the store on a schedule until ctx ends.
-func maintain(ctx context.Context, st *store.Store, every time.Duration, log *slog.Logger) error {
+// maintain prunes the store on a schedule until ctx ends. Records leave
+// only after every sink has confirmed them and retention has passed.
+func maintain(ctx context.Context, st *store.Store, sinks []string, every time.Duration, log *slog.Logger) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -155,7 +156,7 @@ func maintain(ctx context.Context, st *store.Store, every time.Duration, log *sl
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			n, err := st.Prune(ctx, time.Now(), nil)
+			n, err := st.Prune(ctx, time.Now(), sinks)
 			switch {
 			case err != nil && ctx.Err() == nil:
 				log.Error("prune store", "err", err)
@@ -166,9 +167,10 @@ func maintain(ctx context.Context, st *store.Store, every time.Duration, log *sl
 	}
 }
 
-// runAll runs the listeners, the store's maintenance and any other parts
-// (the collector's schedule) until ctx ends or one of them fails.
-func runAll(ctx context.Context, st *store.Store, servers []*server, log *slog.Logger, parts ...func(context.Context) error) error {
+// runAll runs the listeners, the store's maintenance (bounded by the
+// cursors of sinks) and any other parts (the collector's schedule, the
+// shipper) until ctx ends or one of them fails.
+func runAll(ctx context.Context, st *store.Store, sinks []string, servers []*server, log *slog.Logger, parts ...func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, s := range servers {
 		g.Go(func() error { return s.run(ctx, log) })
@@ -176,7 +178,7 @@ func runAll(ctx context.Context, st *store.Store, servers []*server, log *slog.L
 	for _, p := range parts {
 		g.Go(func() error { return p(ctx) })
 	}
-	g.Go(func() error { return maintain(ctx, st, 10*time.Minute, log) })
+	g.Go(func() error { return maintain(ctx, st, sinks, 10*time.Minute, log) })
 	return g.Wait()
 }
 

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +70,13 @@ func TestConfirmDeadLettersAndCursor(t *testing.T) {
 	}
 	if err := s.DeadLetters(ctx, "other", func(DeadLetter) error { t.Error("dead letter of another sink"); return nil }); err != nil {
 		t.Fatal(err)
+	}
+
+	if err := s.SetSinkError(ctx, "splunk", "down"); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := s.KnownSinks(ctx); err != nil || !slices.Equal(names, []string{"lake", "splunk"}) {
+		t.Errorf("KnownSinks = %v, %v", names, err)
 	}
 
 	// The dead letter outlives its record and the state survives a reopen.

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tapline/tapline/internal/azure"
+	"github.com/tapline/tapline/internal/config"
+	"github.com/tapline/tapline/internal/ship"
+	"github.com/tapline/tapline/internal/sink"
+	"github.com/tapline/tapline/internal/sink/file"
+)
+
+// sinkBuilder builds the sinks of a configuration; it makes the azure
+// credential once, and only if a sink needs it.
+type sinkBuilder struct {
+	cfg  *config.Config
+	log  *slog.Logger
+	cred azcore.TokenCredential
+}
+
+// credential is the azure section's credential, built on first use.
+func (b *sinkBuilder) credential() (azcore.TokenCredential, error) {
+	if b.cred == nil {
+		cred, err := azure.NewCredential(b.cfg.Azure)
+		if err != nil {
+			return nil, err
+		}
+		b.cred = cred
+	}
+	return b.cred, nil
+}
+
+// build returns the sink of one sinks entry: the one switch from
+// configuration to destination (no registry).
+func (b *sinkBuilder) build(s config.Sink) (sink.Sink, error) {
+	log := b.log.With("sink", s.Name)
+	switch {
+	case s.File != nil:
+		return file.New(file.Config{Dir: s.File.Dir, MaxBytes: int64(s.File.MaxBytes)}, log)
+	}
+	return nil, fmt.Errorf("sink %q: destination %q is not supported by this build", s.Name, s.Destination())
+}
+
+// newShipper builds every configured sink and the shipper over st, with
+// its metrics on reg. On error, the sinks already built are closed.
+func newShipper(cfg *config.Config, st ship.Store, reg prometheus.Registerer, log *slog.Logger) (*ship.Shipper, error) {
+	b := &sinkBuilder{cfg: cfg, log: log}
+	var targets []ship.Target
+	for _, s := range cfg.Sinks {
+		dst, err := b.build(s)
+		if err != nil {
+			for _, t := range targets {
+				t.Sink.Close()
+			}
+			return nil, fmt.Errorf("sink %q: %w", s.Name, err)
+		}
+		t := ship.Target{Name: s.Name, Sink: dst, Batch: defaultBatch(s)}
+		if bc := s.Batch; bc != nil {
+			t.Batch = ship.Batch{MaxRecords: bc.MaxRecords, MaxBytes: int(bc.MaxBytes), MaxWait: bc.MaxWait.D()}
+		}
+		targets = append(targets, t)
+	}
+	return ship.New(st, targets, reg, log)
+}
+
+// defaultBatch is the batching a destination works best with: Logs
+// Ingestion packs a batch into requests of 1 MB compressed, so its batches
+// are large enough to fill several (BENCHMARKS.md, fill ratio).
+func defaultBatch(s config.Sink) ship.Batch {
+	if s.LogAnalytics != nil {
+		return ship.Batch{MaxRecords: 20000, MaxBytes: 32 << 20}
+	}
+	return ship.Batch{}
+}
+
+// probeSinks runs every sink's Check, which writes nothing, and prints a
+// table. It returns an error if any failed.
+func probeSinks(ctx context.Context, w io.Writer, cfg *config.Config, log *slog.Logger) error {
+	b := &sinkBuilder{cfg: cfg, log: log}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SINK\tDESTINATION\tRESULT")
+	failed := 0
+	for _, s := range cfg.Sinks {
+		result := "ok"
+		if err := probeSink(ctx, b, s); err != nil {
+			result, failed = "FAILED: "+err.Error(), failed+1
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.Destination(), result)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d sinks failed their probe", failed, len(cfg.Sinks))
+	}
+	return nil
+}
+
+func probeSink(ctx context.Context, b *sinkBuilder, s config.Sink) (err error) {
+	dst, err := b.build(s)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, dst.Close()) }()
+	c, ok := dst.(sink.Checker)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return c.Check(ctx)
+}
