@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"text/tabwriter"
