@@ -41,6 +41,15 @@ var listeningRE = regexp.MustCompile(`msg="gateway listening" addr=(\S+)`)
 // the gateway's base URL.
 func startGateway(t *testing.T, cfgPath string, logs io.Writer) (*exec.Cmd, string) {
 	t.Helper()
+	cmd, addr := startServe(t, cfgPath, logs, listeningRE)
+	return cmd, "http://" + addr
+}
+
+// startServe runs `tapline serve` in a child process and waits for a log
+// line matching ready; it returns the process and the line's first
+// submatch. The process is killed when the test ends.
+func startServe(t *testing.T, cfgPath string, logs io.Writer, ready *regexp.Regexp) (*exec.Cmd, string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestServeHelper$")
 	cmd.Env = append(os.Environ(), "TAPLINE_TEST_SERVE="+cfgPath)
 	pipe, _ := cmd.StderrPipe()
@@ -49,20 +58,23 @@ func startGateway(t *testing.T, cfgPath string, logs io.Writer) (*exec.Cmd, stri
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	addr := make(chan string, 1)
+	found := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
-				addr <- m[1]
+			if m := ready.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case found <- m[1]:
+				default:
+				}
 			}
 		}
 	}()
 	select {
-	case a := <-addr:
-		return cmd, "http://" + a
+	case s := <-found:
+		return cmd, s
 	case <-time.After(30 * time.Second):
-		t.Fatal("the gateway did not start")
+		t.Fatalf("tapline serve did not log %s", ready)
 	}
 	return nil, ""
 }

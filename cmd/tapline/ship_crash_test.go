@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tapline/tapline/internal/record"
+	"github.com/tapline/tapline/internal/sink/sinktest"
+	"github.com/tapline/tapline/internal/store"
+)
+
+// crashSink is one sink of the shipping crash test: its YAML entry and a
+// way to read back what its destination holds.
+type crashSink struct {
+	name      string
+	yaml      string // the entry under sinks:, without the name
+	delivered func(t *testing.T) []record.Record
+}
+
+var shippingRE = regexp.MustCompile(`msg=shipping (sinks=.*)`)
+
+// Shipping across kill -9: `tapline serve` ships a full store to several
+// sinks and is killed while batches are in flight. After a restart every
+// record reaches every sink; a record delivered twice is the same record.
+func TestShippingSurvivesKill(t *testing.T) {
+	const n = 40000
+	dir := t.TempDir()
+	db := filepath.Join(dir, "tapline.db")
+	st, err := store.Open(t.Context(), store.Config{Path: db}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := sinktest.Records(0, n)
+	if _, err := st.Append(t.Context(), want); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	sinks := []crashSink{fileCrashSink(t, "files-small", 100), fileCrashSink(t, "files-large", 1500)}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "store: {path: %s}\nsinks:\n", db)
+	for _, s := range sinks {
+		fmt.Fprintf(&cfg, "  - name: %s\n    %s\n", s.name, s.yaml)
+	}
+	cfgPath := filepath.Join(dir, "tapline.yaml")
+	os.WriteFile(cfgPath, []byte(cfg.String()), 0o600)
+
+	var logs bytes.Buffer
+	child, _ := startServe(t, cfgPath, &logs, shippingRE)
+	// Kill once the slowest sink is part way: batches are in flight then.
+	cursors := func() []int64 {
+		ro, err := store.OpenReadOnly(t.Context(), db, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ro.Close()
+		var out []int64
+		for _, s := range sinks {
+			c, err := ro.Cursor(t.Context(), s.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	var at []int64
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		at = cursors()
+		if at[0] > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	if at[0] == 0 || at[0] >= n {
+		t.Fatalf("killed at cursors %v: not part way through %d records", at, n)
+	}
+	t.Logf("killed at cursors %v of %d", at, n)
+
+	child, _ = startServe(t, cfgPath, &logs, shippingRE)
+	for deadline := time.Now().Add(120 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		done := true
+		for _, c := range cursors() {
+			done = done && c == n
+		}
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart the cursors reached only %v of %d\n%s", cursors(), n, logs.String())
+		}
+	}
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
+	}
+
+	byID := make(map[string]record.Record, n)
+	for _, r := range want {
+		byID[r.ID] = r
+	}
+	for _, s := range sinks {
+		got := s.delivered(t)
+		seen := make(map[string]bool, n)
+		var first []record.Record
+		for _, r := range got {
+			w, ok := byID[r.ID]
+			if !ok {
+				t.Fatalf("sink %s holds an unknown record %q", s.name, r.ID)
+			}
+			if d := sinktest.Diff([]record.Record{r}, []record.Record{w}); d != "" {
+				t.Fatalf("sink %s: a duplicate differs from the record: %s", s.name, d)
+			}
+			if !seen[r.ID] {
+				seen[r.ID] = true
+				first = append(first, r)
+			}
+		}
+		if d := sinktest.Diff(first, want); d != "" {
+			t.Errorf("sink %s: first deliveries differ from the store's order:\n%s", s.name, d)
+		}
+		t.Logf("sink %s: %d records delivered for %d (%d duplicates)", s.name, len(got), n, len(got)-n)
+	}
+}
+
+// fileCrashSink is a file sink with small batches, so that a kill finds
+// some in flight.
+func fileCrashSink(t *testing.T, name string, batch int) crashSink {
+	dir := filepath.Join(t.TempDir(), name)
+	return crashSink{
+		name: name,
+		yaml: fmt.Sprintf("batch: {max_records: %d}\n    file: {dir: %s}", batch, dir),
+		delivered: func(t *testing.T) []record.Record {
+			files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []record.Record
+			for _, f := range files { // names sort in write order
+				fh, err := os.Open(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sc := bufio.NewScanner(fh)
+				sc.Buffer(nil, 1<<20)
+				for sc.Scan() {
+					var r record.Record
+					if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+						t.Fatalf("%s: torn or invalid line %q: %v", f, sc.Text(), err)
+					}
+					out = append(out, r)
+				}
+				fh.Close()
+			}
+			return out
+		},
+	}
+}
