@@ -55,12 +55,14 @@ func newLoop(st Store, t Target, m *metrics, log *slog.Logger) *loop {
 }
 
 // run delivers batches until ctx ends. Only the end of ctx stops it: store
-// and sink failures are logged, shown in the metrics and retried.
+// and sink failures are logged, shown in the metrics and retried. The next
+// batch is read from the store while the current one is written, so that
+// the destination's latency (an fsync, a round trip) and the store's read
+// overlap.
 func (l *loop) run(ctx context.Context) {
-	var err error
 	for attempt := 1; ; attempt++ {
-		var c int64
-		if c, err = l.st.Cursor(ctx, l.name); err == nil {
+		c, err := l.st.Cursor(ctx, l.name)
+		if err == nil {
 			l.cursor.Store(c)
 			break
 		}
@@ -68,14 +70,11 @@ func (l *loop) run(ctx context.Context) {
 			return
 		}
 	}
-	for ctx.Err() == nil {
-		batch, err := l.fill(ctx)
-		if err != nil {
-			if ctx.Err() == nil && l.pause(ctx, 1, fmt.Errorf("read store: %w", err)) == nil {
-				continue
-			}
-			return
-		}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []store.Stored, 1)
+	go l.read(ctx, l.cursor.Load(), batches)
+	for batch := range batches {
 		dead, err := l.deliver(ctx, batch)
 		if err != nil {
 			return // ctx ended; the batch is delivered again at the next start
@@ -86,9 +85,39 @@ func (l *loop) run(ctx context.Context) {
 	}
 }
 
-// fill waits for records after the cursor and returns a batch of them,
+// read sends batches of the records after seq after, in order, until ctx
+// ends; then it closes out. A failing store read is logged and retried.
+func (l *loop) read(ctx context.Context, after int64, out chan<- []store.Stored) {
+	defer close(out)
+	failures := 0
+	for {
+		batch, err := l.fill(ctx, after)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			if failures == 1 {
+				l.log.Warn("read store; retrying", "error", err)
+			}
+			if sleepCtx(ctx, l.wait(failures, 0, true)) != nil {
+				return
+			}
+			continue
+		}
+		failures = 0
+		select {
+		case out <- batch:
+			after = batch[len(batch)-1].Seq
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// fill waits for records after seq after and returns a batch of them,
 // once the batch is full or MaxWait after its first record.
-func (l *loop) fill(ctx context.Context) ([]store.Stored, error) {
+func (l *loop) fill(ctx context.Context, after int64) ([]store.Stored, error) {
 	var (
 		batch    []store.Stored
 		bytes    int
@@ -100,7 +129,6 @@ func (l *loop) fill(ctx context.Context) ([]store.Stored, error) {
 			timer.Stop()
 		}
 	}()
-	after := l.cursor.Load()
 	for {
 		last, changed := l.st.Released()
 		if last > after {
@@ -122,15 +150,11 @@ func (l *loop) fill(ctx context.Context) ([]store.Stored, error) {
 				// Records after the cursor were removed (drop_oldest): there
 				// is nothing to deliver up to last.
 				after = last
-				l.cursor.Store(last)
 				continue
 			case len(batch) >= l.batch.MaxRecords || bytes >= l.batch.MaxBytes:
 				return batch, nil
 			}
 			after = batch[len(batch)-1].Seq
-			if l.oldest.Load() == 0 {
-				l.oldest.Store(batch[0].Record.Time.UnixNano())
-			}
 			if timer == nil {
 				timer = time.NewTimer(l.batch.MaxWait)
 				deadline = timer.C
@@ -150,9 +174,7 @@ func (l *loop) fill(ctx context.Context) ([]store.Stored, error) {
 // it does not refuse as invalid, and returns those refused as dead letters.
 // It returns an error only when ctx ends.
 func (l *loop) deliver(ctx context.Context, batch []store.Stored) ([]store.DeadLetter, error) {
-	if l.oldest.Load() == 0 {
-		l.oldest.Store(batch[0].Record.Time.UnixNano())
-	}
+	l.oldest.Store(batch[0].Record.Time.UnixNano())
 	var dead []store.DeadLetter
 	recs := make([]record.Record, 0, len(batch))
 	for attempt := 1; ; attempt++ {

@@ -22,6 +22,14 @@ import (
 // DefaultMaxBytes is the rotation size used when Config.MaxBytes is 0.
 const DefaultMaxBytes = 256 << 20
 
+// envelopeBytes is about what a record's envelope adds to its data, used
+// to size the write buffer; maxKeptBuffer is the largest buffer kept
+// between writes (a default batch is some 8 MiB).
+const (
+	envelopeBytes = 128
+	maxKeptBuffer = 16 << 20
+)
+
 // fullDiskRetry is the wait suggested when the disk or quota is full: space
 // rarely comes back within the shipper's first, short backoff steps.
 const fullDiskRetry = 10 * time.Second
@@ -124,6 +132,13 @@ func (s *Sink) Write(ctx context.Context, recs []record.Record) error {
 	}
 	// The data is appended byte for byte as the producer stored it
 	// (DESIGN.md §5); a record whose data is not JSON would tear the line.
+	need := 0
+	for i := range recs {
+		need += len(recs[i].Data) + envelopeBytes
+	}
+	if cap(s.buf) < need {
+		s.buf = make([]byte, 0, need) // once, not by doubling through the batch
+	}
 	s.buf = s.buf[:0]
 	for i := range recs {
 		if !gjson.ValidBytes(recs[i].Data) {
@@ -153,7 +168,7 @@ func (s *Sink) Write(ctx context.Context, recs []record.Record) error {
 		return fmt.Errorf("write file sink: %w", classify(err))
 	}
 	s.size += n
-	if cap(s.buf) > 4<<20 {
+	if cap(s.buf) > maxKeptBuffer {
 		s.buf = nil // do not keep a huge batch's buffer alive
 	}
 	return nil
