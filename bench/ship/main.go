@@ -208,4 +208,3 @@ func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "bench/ship:", err)
 	os.Exit(1)
 }
-
