@@ -16,6 +16,7 @@ import (
 	"github.com/tapline/tapline/internal/config"
 	"github.com/tapline/tapline/internal/ship"
 	"github.com/tapline/tapline/internal/sink"
+	"github.com/tapline/tapline/internal/sink/eventhubs"
 	"github.com/tapline/tapline/internal/sink/file"
 )
 
@@ -46,8 +47,29 @@ func (b *sinkBuilder) build(s config.Sink) (sink.Sink, error) {
 	switch {
 	case s.File != nil:
 		return file.New(file.Config{Dir: s.File.Dir, MaxBytes: int64(s.File.MaxBytes)}, log)
+	case s.EventHubs != nil:
+		c := s.EventHubs
+		cfg := eventhubs.Config{Namespace: c.Namespace, Hub: c.Hub, ConnectionString: c.ConnectionString,
+			PartitionKey: keyMode(c.PartitionKey)}
+		if c.ConnectionString == "" {
+			cred, err := b.credential()
+			if err != nil {
+				return nil, err
+			}
+			cfg.Credential = cred
+		}
+		return eventhubs.New(cfg, log)
 	}
 	return nil, fmt.Errorf("sink %q: destination %q is not supported by this build", s.Name, s.Destination())
+}
+
+// keyMode maps the configuration's partition key choice to the sinks'
+// ("none" is the same as unset).
+func keyMode(k string) string {
+	if k == "none" {
+		return ""
+	}
+	return k
 }
 
 // newShipper builds every configured sink and the shipper over st, with
