@@ -14,10 +14,13 @@ import (
 
 	"github.com/tapline/tapline/internal/azure"
 	"github.com/tapline/tapline/internal/config"
+	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/ship"
 	"github.com/tapline/tapline/internal/sink"
+	"github.com/tapline/tapline/internal/sink/blob"
 	"github.com/tapline/tapline/internal/sink/eventhubs"
 	"github.com/tapline/tapline/internal/sink/file"
+	"github.com/tapline/tapline/internal/sink/splunk"
 )
 
 // sinkBuilder builds the sinks of a configuration; it makes the azure
@@ -59,8 +62,38 @@ func (b *sinkBuilder) build(s config.Sink) (sink.Sink, error) {
 			cfg.Credential = cred
 		}
 		return eventhubs.New(cfg, log)
+	case s.AzureBlob != nil:
+		c := s.AzureBlob
+		cfg := blob.Config{AccountURL: c.AccountURL, ConnectionString: c.ConnectionString, SASURL: c.SASURL,
+			Container: c.Container, Prefix: c.Prefix, RunbookLayout: c.RunbookLayout}
+		if c.AccountURL != "" {
+			cred, err := b.credential()
+			if err != nil {
+				return nil, err
+			}
+			cfg.Credential = cred
+		}
+		return blob.New(cfg, log)
+	case s.SplunkHEC != nil:
+		c := s.SplunkHEC
+		return splunk.New(splunk.Config{URL: c.URL, Token: c.Token, Index: c.Index, Indexes: kinds(c.Indexes),
+			Sourcetypes: kinds(c.Sourcetypes), Source: c.Source, Host: c.Host, IndexerAck: c.IndexerAck,
+			AckTimeout: c.AckTimeout.D(), InsecureSkipVerify: c.InsecureSkipVerify,
+			MaxRequestBytes: int(c.MaxRequestBytes)}, log)
 	}
 	return nil, fmt.Errorf("sink %q: destination %q is not supported by this build", s.Name, s.Destination())
+}
+
+// kinds keys a per-kind map of the configuration by record kind.
+func kinds(m map[string]string) map[record.Kind]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[record.Kind]string, len(m))
+	for k, v := range m {
+		out[record.Kind(k)] = v
+	}
+	return out
 }
 
 // keyMode maps the configuration's partition key choice to the sinks'
