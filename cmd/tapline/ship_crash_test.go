@@ -5,18 +5,24 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+
+	"github.com/tapline/tapline/internal/emulator"
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/sink/sinktest"
 	"github.com/tapline/tapline/internal/store"
+	"github.com/tapline/tapline/internal/testenv"
 )
 
 // crashSink is one sink of the shipping crash test: its YAML entry and a
@@ -46,7 +52,8 @@ func TestShippingSurvivesKill(t *testing.T) {
 	}
 	st.Close()
 
-	sinks := []crashSink{fileCrashSink(t, "files-small", 100), fileCrashSink(t, "files-large", 1500)}
+	sinks := []crashSink{fileCrashSink(t, "files-small", 100), fileCrashSink(t, "files-large", 1500),
+		blobCrashSink(t), splunkCrashSink(t)}
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "store: {path: %s}\nsinks:\n", db)
 	for _, s := range sinks {
@@ -162,6 +169,81 @@ func fileCrashSink(t *testing.T, name string, batch int) crashSink {
 					out = append(out, r)
 				}
 				fh.Close()
+			}
+			return out
+		},
+	}
+}
+
+// blobCrashSink is an Azure Blob sink on Azurite. A container has no order
+// across blobs, so its records are read back in record time order, which
+// for these records is the store's order.
+func blobCrashSink(t *testing.T) crashSink {
+	conn := testenv.StartAzurite(t)
+	client, err := azblob.NewClientFromConnectionString(conn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.CreateContainer(t.Context(), "audit", nil); err != nil {
+		t.Fatal(err)
+	}
+	return crashSink{
+		name: "archive",
+		yaml: fmt.Sprintf("batch: {max_records: 700}\n    azure_blob: {connection_string: %q, container: audit}", conn),
+		delivered: func(t *testing.T) []record.Record {
+			var out []record.Record
+			pager := client.NewListBlobsFlatPager("audit", nil)
+			for pager.More() {
+				page, err := pager.NextPage(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, it := range page.Segment.BlobItems {
+					resp, err := client.DownloadStream(t.Context(), "audit", *it.Name, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					body, err := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					for line := range bytes.Lines(body) {
+						var r record.Record
+						if err := json.Unmarshal(line, &r); err != nil {
+							t.Fatalf("blob %s: bad line %.80q: %v", *it.Name, line, err)
+						}
+						out = append(out, r)
+					}
+				}
+			}
+			slices.SortStableFunc(out, func(a, b record.Record) int { return a.Time.Compare(b.Time) })
+			return out
+		},
+	}
+}
+
+// splunkCrashSink is a Splunk HEC sink with indexer acknowledgement on the
+// emulator, which runs in this process and keeps events in arrival order.
+func splunkCrashSink(t *testing.T) crashSink {
+	url, hec, stop, err := emulator.ListenSplunkHEC(t.Context(), "127.0.0.1:0", emulator.SplunkHECConfig{
+		Tokens: []emulator.SplunkHECToken{{Name: "tapline", Value: "hec-crash-token", IndexerAck: true}},
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	return crashSink{
+		name: "splunk",
+		yaml: fmt.Sprintf("batch: {max_records: 300}\n    splunk_hec: {url: %s, token: hec-crash-token, index: main, indexer_ack: true}", url),
+		delivered: func(t *testing.T) []record.Record {
+			var out []record.Record
+			for _, ev := range hec.Events("") {
+				var r record.Record
+				if err := json.Unmarshal(ev.Event, &r); err != nil {
+					t.Fatalf("event %.80q is not a record envelope: %v", ev.Event, err)
+				}
+				out = append(out, r)
 			}
 			return out
 		},
