@@ -20,6 +20,7 @@ import (
 	"github.com/tapline/tapline/internal/sink/blob"
 	"github.com/tapline/tapline/internal/sink/eventhubs"
 	"github.com/tapline/tapline/internal/sink/file"
+	"github.com/tapline/tapline/internal/sink/loganalytics"
 	"github.com/tapline/tapline/internal/sink/splunk"
 )
 
@@ -74,6 +75,19 @@ func (b *sinkBuilder) build(s config.Sink) (sink.Sink, error) {
 			cfg.Credential = cred
 		}
 		return blob.New(cfg, log)
+	case s.LogAnalytics != nil:
+		c := s.LogAnalytics
+		cred, err := b.credential()
+		if err != nil {
+			return nil, err
+		}
+		insecure := !isHTTPS(c.Endpoint) // config allows http only on loopback
+		if insecure {
+			log.Warn("sending a bearer token over http to a loopback Logs Ingestion emulator", "endpoint", c.Endpoint)
+		}
+		return loganalytics.New(loganalytics.Config{Endpoint: c.Endpoint, DCRImmutableID: c.DCRImmutableID,
+			Streams: kinds(c.Streams), Credential: cred, Scope: monitorScopes[b.cfg.Azure.Cloud],
+			InsecureAllowHTTP: insecure, MaxRequestBytes: int(c.MaxRequestBytes)}, log)
 	case s.SplunkHEC != nil:
 		c := s.SplunkHEC
 		return splunk.New(splunk.Config{URL: c.URL, Token: c.Token, Index: c.Index, Indexes: kinds(c.Indexes),
@@ -82,6 +96,14 @@ func (b *sinkBuilder) build(s config.Sink) (sink.Sink, error) {
 			MaxRequestBytes: int(c.MaxRequestBytes)}, log)
 	}
 	return nil, fmt.Errorf("sink %q: destination %q is not supported by this build", s.Name, s.Destination())
+}
+
+// monitorScopes is the Logs Ingestion token scope of each cloud: the
+// audience plus "/.default", hence the double slash (azure-contracts §4.2).
+var monitorScopes = map[string]string{
+	"public":       "https://monitor.azure.com//.default",
+	"usgovernment": "https://monitor.azure.us//.default",
+	"china":        "https://monitor.azure.cn//.default",
 }
 
 // kinds keys a per-kind map of the configuration by record kind.
