@@ -20,8 +20,16 @@ type Config struct {
 	// serve's schedule).
 	Collector *Collector `yaml:"collector"`
 	// Sinks are the destinations the shipper delivers every record to.
-	Sinks   []Sink   `yaml:"sinks"`
-	Metrics *Metrics `yaml:"metrics"`
+	Sinks     []Sink     `yaml:"sinks"`
+	Metrics   *Metrics   `yaml:"metrics"`
+	Dashboard *Dashboard `yaml:"dashboard"`
+}
+
+// Dashboard configures the read-only web dashboard (DESIGN.md §4). On a
+// loopback address it needs no sign-in; on any other, Token is required.
+type Dashboard struct {
+	Listen string `yaml:"listen"`
+	Token  string `yaml:"token"`
 }
 
 // Collector configures the Activity Log collector (DESIGN.md §4).

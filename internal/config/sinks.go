@@ -306,6 +306,24 @@ func (v *validator) metrics(m *Metrics) {
 	}
 }
 
+func (v *validator) dashboard(d *Dashboard) {
+	if d.Listen == "" {
+		v.add("dashboard.listen", "required (host:port)")
+		return
+	}
+	host, _, err := net.SplitHostPort(d.Listen)
+	if err != nil {
+		v.add("dashboard.listen", "%q must be host:port", d.Listen)
+		return
+	}
+	if !IsLoopback(host) && d.Token == "" {
+		v.add("dashboard.token", "required when dashboard.listen is not a loopback address: the dashboard shows prompts")
+	}
+	if d.Token != "" && len(d.Token) < 16 {
+		v.add("dashboard.token", "must be at least 16 characters (the value is not shown)")
+	}
+}
+
 // sinkDefaults fills the defaults of the sinks section.
 func sinkDefaults(sinks []Sink) {
 	for i := range sinks {

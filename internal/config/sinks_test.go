@@ -74,6 +74,8 @@ sinks:
     splunk_hec: {url: "https://splunk:8088", indexes: {gateway: main}}
 metrics:
   listen: nine-thousand
+dashboard:
+  listen: 0.0.0.0:8081
 `
 	_, err := Parse([]byte(y), env(nil))
 	if !IsInvalid(err) {
@@ -98,6 +100,7 @@ metrics:
 		`sinks[7].splunk_hec.token: required`,
 		`sinks[7].splunk_hec.indexes.gateway: is not a record kind`,
 		`metrics.listen: "nine-thousand" must be host:port`,
+		`dashboard.token: required when dashboard.listen is not a loopback address`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)

@@ -28,6 +28,9 @@ func (c *Config) Validate() error {
 	if c.Metrics != nil {
 		v.metrics(c.Metrics)
 	}
+	if c.Dashboard != nil {
+		v.dashboard(c.Dashboard)
+	}
 	if len(v.probs) == 0 {
 		return nil
 	}
