@@ -13,8 +13,9 @@ say() { printf 'test.sh: %s\n' "$*" >&2; }
 
 # Debian packages the tests use: node and npm drive the official npm
 # client, Azurite and the Event Hubs AMQP stand-in; curl runs the line
-# tapline demo prints; redis-server backs the shared rate limits.
-apt_pkgs=(nodejs npm curl redis-server)
+# tapline demo prints; redis-server backs the shared rate limits; chromium
+# drives the dashboard's browser tests.
+apt_pkgs=(nodejs npm curl redis-server chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   command -v "$p" >/dev/null 2>&1 && continue
@@ -41,7 +42,7 @@ fi
 go mod download
 
 export TAPLINE_NODE_MODULES="$tools/node_modules"
-export TAPLINE_TEST_REQUIRE="${TAPLINE_TEST_REQUIRE:-node,curl,azurite,eventhubs-stub,redis}"
+export TAPLINE_TEST_REQUIRE="${TAPLINE_TEST_REQUIRE:-node,curl,azurite,eventhubs-stub,redis,chromium}"
 
 if (($#)); then
   exec go test "$@"
