@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tapline/tapline/internal/record"
@@ -49,9 +50,35 @@ func benchRecord(i int, base time.Time) record.Record {
 			i%13, i, i%13, i, i, i, at.Format(time.RFC3339Nano), at.Add(9*time.Second).Format(time.RFC3339Nano))
 		return record.Record{ID: fmt.Sprintf("al-%09d", i), Kind: record.KindActivityLog, Version: 1, Time: at, Data: json.RawMessage(data)}
 	}
-	data := fmt.Sprintf(`{"state":"completed","request_id":"req-%09d","start":"%s","duration_ms":812,"ttft_ms":240,"principal":{"kind":"key","key_name":"team-%d"},"client_ip":"10.1.%d.%d","user_agent":"AzureOpenAI/JS 7.57.0","method":"POST","path":"/openai/deployments/gpt-4o/chat/completions","operation":"chat.completions","api_version":"2024-10-21","deployment":"gpt-4o","model_returned":"gpt-4o-2024-08-06","stream":%t,"backend":"eastus","upstream_status":200,"status":200,"upstream_ids":{"apim_request_id":"b1c2d3e4-%09d","x_ms_region":"East US"},"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"source":"reported"},"finish_reasons":["stop"],"request_bytes":412,"response_bytes":%d,"prompt":{"content":"{\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant for the finance team.\"},{\"role\":\"user\",\"content\":\"Summarise the attached quarterly variance report in three bullet points, call %d.\"}]}"},"response":{"content":"Revenue rose 4%% on higher subscription renewals; operating costs fell 2%% after the data-centre consolidation; the forecast for the next quarter is unchanged."}}`,
-		i, at.Format(time.RFC3339Nano), i%17, i%250, i%200, i%3 == 0, i, 40+i%60, 30+i%90, 70+i%150, 600+i%400, i)
+	data := fmt.Sprintf(`{"state":"completed","request_id":"req-%09d","start":"%s","duration_ms":812,"ttft_ms":240,"principal":{"kind":"key","key_name":"team-%d"},"client_ip":"10.1.%d.%d","user_agent":"AzureOpenAI/JS 7.57.0","method":"POST","path":"/openai/deployments/gpt-4o/chat/completions","operation":"chat.completions","api_version":"2024-10-21","deployment":"gpt-4o","model_returned":"gpt-4o-2024-08-06","stream":%t,"backend":"eastus","upstream_status":200,"status":200,"upstream_ids":{"apim_request_id":"b1c2d3e4-%09d","x_ms_region":"East US"},"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"source":"reported"},"finish_reasons":["stop"],"request_bytes":412,"response_bytes":%d,"prompt":{"content":"{\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant for the finance team.\"},{\"role\":\"user\",\"content\":\"%s\"}]}"},"response":{"content":"%s"}}`,
+		i, at.Format(time.RFC3339Nano), i%17, i%250, i%200, i%3 == 0, i, 40+i%60, 30+i%90, 70+i%150, 600+i%400, words(i, 40), words(i+7, 60))
 	return record.Record{ID: fmt.Sprintf("gw-%09d", i), Kind: record.KindGatewayRequest, Version: 1, Time: at, Data: json.RawMessage(data)}
+}
+
+// vocabulary is what prompts and responses are made of: real prompts vary,
+// and a benchmark whose text repeats would compress far better than real
+// traffic (Logs Ingestion's requests are sized after gzip).
+var vocabulary = strings.Fields(`revenue cost margin forecast quarter region customer contract renewal churn
+	invoice supplier audit policy access role subscription tenant budget variance growth decline risk control
+	summary table chart report draft email meeting agenda action owner deadline review approve reject escalate
+	the a of to in for on with by from as at is are was were be been has have had not no yes and or but if then
+	Contoso Fabrikam Northwind Tailspin Woodgrove 2024 2025 2026 Q1 Q2 Q3 Q4 EMEA APAC AMER 3% 7% 12% 41%`)
+
+// words returns n words of vocabulary chosen by a small generator seeded
+// with seed, so each record's text differs but runs are reproducible.
+func words(seed, n int) string {
+	x := uint64(seed)*0x9E3779B97F4A7C15 + 1
+	var b strings.Builder
+	for k := range n {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		if k > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(vocabulary[x%uint64(len(vocabulary))])
+	}
+	return b.String()
 }
 
 var destinations = map[string]destination{
