@@ -70,9 +70,12 @@ func Retryable(err error) (after time.Duration, ok bool) {
 // table (DESIGN.md §6) instead of retrying or stopping, and delivers the rest.
 //
 // Indexes, when not nil, are the positions in the batch of the rejected
-// records, and the sink wrote none of the batch: a sink that can tell which
-// records a destination will refuse (one over its size limit) checks the
-// whole batch before sending anything. When Indexes is nil the whole batch
+// records. A sink that can tell which records a destination will refuse
+// (one over its size limit) checks the whole batch before sending anything;
+// one that learns it from the destination's answer (Splunk's
+// invalid-event-number) may have delivered other records of the batch
+// already, which the shipper then writes again: duplicates under the same
+// ids, as at-least-once allows. When Indexes is nil the whole batch
 // was refused without saying which record was at fault; the shipper then
 // splits the batch to find it. Reason is a short, human readable explanation
 // (for example "record of 1048577 bytes is over the 1048576-byte limit")
