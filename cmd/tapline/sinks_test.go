@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapline/tapline/internal/sink/sinktest"
 	"github.com/tapline/tapline/internal/store"
@@ -76,5 +81,68 @@ func TestCheckProbesSinks(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "good  file") || !strings.Contains(out, "bad   file         FAILED") ||
 		!strings.Contains(errs, "1 of 2 sinks failed their probe") {
 		t.Errorf("check exit %d:\n%s\n%s", code, out, errs)
+	}
+}
+
+var metricsRE = regexp.MustCompile(`msg="metrics listening" addr=(\S+)`)
+
+// serve ships a store to a file sink and serves the sink metrics on
+// metrics.listen.
+func TestServeShipsAndServesMetrics(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "t.db")
+	st, err := store.Open(t.Context(), store.Config{Path: db}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(t.Context(), sinktest.Records(0, 25)); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	cfg := filepath.Join(dir, "c.yaml")
+	os.WriteFile(cfg, []byte("store: {path: "+db+"}\nsinks:\n  - {name: local, file: {dir: "+filepath.Join(dir, "out")+"}}\nmetrics: {listen: 127.0.0.1:0}\n"), 0o600)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logs := &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, io.Discard, logs) }()
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := metricsRE.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no metrics listener in:\n%s", logs.String())
+	}
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if body = string(b); strings.Contains(body, `tapline_sink_records_sent_total{sink="local"} 25`) {
+			break
+		}
+	}
+	for _, want := range []string{
+		`tapline_sink_records_sent_total{sink="local"} 25`,
+		`tapline_sink_write_failures_total{sink="local"} 0`,
+		`tapline_sink_write_retries_total{sink="local"} 0`,
+		`tapline_sink_dead_letters_total{sink="local"} 0`,
+		`tapline_sink_lag_records{sink="local"} 0`,
+		`tapline_sink_lag_seconds{sink="local"} 0`,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %q:\n%.2000s", want, body)
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("serve exited %d:\n%s", code, logs.String())
 	}
 }
