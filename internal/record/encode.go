@@ -14,9 +14,9 @@ import (
 // reflection and RawMessage validation cost more than the write.
 func AppendJSON(dst []byte, r Record) []byte {
 	dst = append(dst, `{"id":`...)
-	dst = appendString(dst, r.ID)
+	dst = AppendString(dst, r.ID)
 	dst = append(dst, `,"kind":`...)
-	dst = appendString(dst, string(r.Kind))
+	dst = AppendString(dst, string(r.Kind))
 	dst = append(dst, `,"version":`...)
 	dst = strconv.AppendInt(dst, int64(r.Version), 10)
 	dst = append(dst, `,"time":"`...)
@@ -32,9 +32,10 @@ func AppendJSON(dst []byte, r Record) []byte {
 
 const hex = "0123456789abcdef"
 
-// appendString appends s as a JSON string, escaping as encoding/json does
-// with HTML escaping off (invalid UTF-8 becomes U+FFFD).
-func appendString(dst []byte, s string) []byte {
+// AppendString appends s as a JSON string, escaping as encoding/json does
+// with HTML escaping off (invalid UTF-8 becomes U+FFFD), and returns the
+// extended slice.
+func AppendString(dst []byte, s string) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

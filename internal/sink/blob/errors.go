@@ -105,33 +105,12 @@ func (s *Sink) classifyStatus(op, name string, re *azcore.ResponseError) error {
 	}
 }
 
-// retryAfter reads the wait a response asks for: retry-after-ms (and the
-// x-ms- form), or Retry-After in seconds or as an HTTP date. Zero if none.
+// retryAfter reads the wait a response asks for; zero without one.
 func (s *Sink) retryAfter(resp *http.Response) time.Duration {
 	if resp == nil {
 		return 0
 	}
-	for _, h := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {
-		if v := resp.Header.Get(h); v != "" {
-			if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
-				return time.Duration(ms * float64(time.Millisecond))
-			}
-		}
-	}
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(secs * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(s.now()), 0)
-	}
-	return 0
+	return sink.RetryAfter(resp.Header, s.now())
 }
 
 // redact removes every configured secret from msg.

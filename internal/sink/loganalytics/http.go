@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
@@ -84,7 +82,7 @@ func (s *Sink) do(ctx context.Context, stream string, body []byte) (*StatusError
 func classify(se *StatusError, h http.Header, now time.Time) error {
 	switch st := se.Status; {
 	case st == http.StatusRequestTimeout || st == http.StatusTooManyRequests || st >= 500:
-		return &sink.RetryableError{Err: se, After: retryAfter(h, now)}
+		return &sink.RetryableError{Err: se, After: sink.RetryAfter(h, now)}
 	case st == http.StatusRequestEntityTooLarge:
 		return se // the caller splits
 	case st == http.StatusBadRequest:
@@ -138,31 +136,4 @@ func (s *Sink) probe(ctx context.Context, stream string) error {
 		return nil
 	}
 	return err
-}
-
-// retryAfter reads the wait the service asks for: retry-after-ms or
-// x-ms-retry-after-ms (milliseconds), else Retry-After in seconds or as an
-// HTTP date. Zero when absent or unreadable.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	for _, k := range []string{"retry-after-ms", "x-ms-retry-after-ms"} {
-		if v := strings.TrimSpace(h.Get(k)); v != "" {
-			if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
-				return time.Duration(ms * float64(time.Millisecond))
-			}
-		}
-	}
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseFloat(v, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		return time.Duration(secs * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

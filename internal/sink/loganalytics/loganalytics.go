@@ -60,7 +60,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"slices"
 	"strings"
@@ -140,7 +139,7 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !cfg.InsecureAllowHTTP || !isLoopback(u.Hostname()) {
+		if !cfg.InsecureAllowHTTP || !sink.Loopback(u.Hostname()) {
 			return nil, fmt.Errorf("new log analytics sink: endpoint %q: http is allowed only on loopback with insecure_allow_http", cfg.Endpoint)
 		}
 		insecure = true
@@ -188,14 +187,6 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 		streams: streams, pl: pl, pack: newPacker(limit),
 		log: log.With("component", "sink.log_analytics"), now: time.Now,
 	}, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Write sends recs, one or more requests per stream. Streams are sent in

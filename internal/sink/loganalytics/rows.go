@@ -130,9 +130,9 @@ func appendRows(dst []row, r record.Record, i int) []row {
 	head = append(head, `","RecordTime":"`...)
 	head = r.Time.AppendFormat(head, time.RFC3339Nano)
 	head = append(head, `","RecordId":`...)
-	head = appendString(head, r.ID)
+	head = record.AppendString(head, r.ID)
 	head = append(head, `,"Kind":`...)
-	head = appendString(head, string(r.Kind))
+	head = record.AppendString(head, string(r.Kind))
 	head = append(head, `,"Version":`...)
 	head = strconv.AppendInt(head, int64(r.Version), 10)
 	head = appendLifted(head, r)
@@ -146,7 +146,7 @@ func appendRows(dst []row, r record.Record, i int) []row {
 		b = append(b, `,"DataPart":`...)
 		b = strconv.AppendInt(b, int64(p), 10)
 		b = append(b, `,"Data":`...)
-		b = appendString(b, string(rest[:n]))
+		b = record.AppendString(b, string(rest[:n]))
 		b = append(b, '}')
 		dst = append(dst, row{b: b, rec: i})
 		rest = rest[n:]
@@ -208,7 +208,7 @@ func appendStringColumn(dst []byte, name, s string) []byte {
 	dst = append(dst, `,"`...)
 	dst = append(dst, name...)
 	dst = append(dst, `":`...)
-	return appendString(dst, s)
+	return record.AppendString(dst, s)
 }
 
 // integer returns v as an integer when it is a JSON number with an integral
@@ -229,35 +229,4 @@ func integer(v gjson.Result, int32Only bool) (int64, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. s must be valid UTF-8; it is kept
-// as is except for the characters JSON requires escaped.
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }

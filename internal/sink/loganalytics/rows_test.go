@@ -110,21 +110,6 @@ func TestDataParts(t *testing.T) {
 	}
 }
 
-// TestAppendString round-trips every control character, quotes and
-// non-ASCII text through encoding/json.
-func TestAppendString(t *testing.T) {
-	var b strings.Builder
-	for c := range 0x80 {
-		b.WriteByte(byte(c))
-	}
-	b.WriteString("é\u2028😀\"\\")
-	in := b.String()
-	var out string
-	if err := json.Unmarshal(appendString(nil, in), &out); err != nil || out != in {
-		t.Errorf("round trip: %q, %v", out, err)
-	}
-}
-
 // proxy413 is a transport standing for a proxy whose own limit is lower
 // than the service's: it answers 413 with an HTML page.
 type proxy413 struct {
@@ -157,28 +142,6 @@ func TestProxy413Splits(t *testing.T) {
 	}
 	if d := sinktest.Diff(delivered(t, li), recs); d != "" {
 		t.Errorf("delivered differs:\n%s", d)
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 22, 21, 0, 0, 0, time.UTC)
-	cases := []struct {
-		name string
-		h    http.Header
-		want time.Duration
-	}{
-		{"none", http.Header{}, 0},
-		{"seconds", http.Header{"Retry-After": {"7"}}, 7 * time.Second},
-		{"http date", http.Header{"Retry-After": {now.Add(90 * time.Second).Format(http.TimeFormat)}}, 90 * time.Second},
-		{"past date", http.Header{"Retry-After": {now.Add(-time.Minute).Format(http.TimeFormat)}}, 0},
-		{"retry-after-ms wins", http.Header{"Retry-After": {"7"}, "Retry-After-Ms": {"250"}}, 250 * time.Millisecond},
-		{"x-ms-retry-after-ms", http.Header{"X-Ms-Retry-After-Ms": {"1500"}}, 1500 * time.Millisecond},
-		{"garbage", http.Header{"Retry-After": {"soon"}}, 0},
-	}
-	for _, c := range cases {
-		if got := retryAfter(c.h, now); got != c.want {
-			t.Errorf("%s: %v, want %v", c.name, got, c.want)
-		}
 	}
 }
 

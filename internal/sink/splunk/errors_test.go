@@ -248,27 +248,6 @@ func TestCheckWritesNothing(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 22, 21, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"":                              0,
-		"3":                             3 * time.Second,
-		"0":                             0,
-		"-1":                            0,
-		"soon":                          0,
-		"Sun, 22 Nov 2026 21:00:30 GMT": 30 * time.Second,
-		"Sun, 22 Nov 2026 20:00:00 GMT": 0,
-	} {
-		h := http.Header{}
-		if v != "" {
-			h.Set("Retry-After", v)
-		}
-		if got := retryAfter(h, now); got != want {
-			t.Errorf("Retry-After %q: %s, want %s", v, got, want)
-		}
-	}
-}
-
 // TestTLS: a self-signed certificate fails as a plain error unless
 // InsecureSkipVerify is set.
 func TestTLS(t *testing.T) {

@@ -1,7 +1,6 @@
 package splunk
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 
@@ -66,9 +65,9 @@ func (s *Sink) appendEvent(dst []byte, r *record.Record) []byte {
 	dst = append(dst, `"event":`...)
 	dst = record.AppendJSON(dst, *r)
 	dst = append(dst, `,"fields":{"id":`...)
-	dst = appendString(dst, r.ID)
+	dst = record.AppendString(dst, r.ID)
 	dst = append(dst, `,"kind":`...)
-	dst = appendString(dst, string(r.Kind))
+	dst = record.AppendString(dst, string(r.Kind))
 	return append(dst, "}}"...)
 }
 
@@ -84,7 +83,7 @@ func (s *Sink) prefix(kind record.Kind) []byte {
 			p = append(p, '"')
 			p = append(p, name...)
 			p = append(p, `":`...)
-			p = appendString(p, v)
+			p = record.AppendString(p, v)
 			p = append(p, ',')
 		}
 	}
@@ -102,12 +101,6 @@ func (s *Sink) prefix(kind record.Kind) []byte {
 	field("index", ix)
 	s.prefixes[kind] = p
 	return p
-}
-
-// appendString appends v as a JSON string. Marshalling a string cannot fail.
-func appendString(dst []byte, v string) []byte {
-	b, _ := json.Marshal(v)
-	return append(dst, b...)
 }
 
 // pack cuts the batch into consecutive requests of at most s.maxBytes

@@ -177,7 +177,7 @@ func (s *Sink) classify(a answer) error {
 	desc := a.describe()
 	switch {
 	case a.status == http.StatusRequestTimeout, a.status == http.StatusTooManyRequests, a.status >= 500:
-		return &sink.RetryableError{Err: fmt.Errorf("splunk hec: %s", desc), After: retryAfter(a.header, s.now())}
+		return &sink.RetryableError{Err: fmt.Errorf("splunk hec: %s", desc), After: sink.RetryAfter(a.header, s.now())}
 	case a.status == http.StatusUnauthorized, a.status == http.StatusForbidden:
 		return fmt.Errorf("splunk hec refused the token (%s): check the token and that it is enabled", desc)
 	case a.status == http.StatusNotFound:
@@ -287,23 +287,4 @@ func (s *Sink) Check(ctx context.Context) error {
 		return fmt.Errorf("check splunk sink: indexer acknowledgement: %w", s.classify(a))
 	}
 	return nil
-}
-
-// retryAfter reads Retry-After as seconds or an HTTP date; 0 if absent or
-// unreadable.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get(retryAfterHeader))
-	if v == "" {
-		return 0
-	}
-	if n, err := strconv.Atoi(v); err == nil {
-		if n <= 0 {
-			return 0
-		}
-		return time.Duration(n) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }

@@ -49,7 +49,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -250,7 +249,7 @@ func parseURL(raw string) (string, error) {
 		return "", fmt.Errorf("url %q has no host", shown)
 	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
 		return "", fmt.Errorf("url %q has user info, a query or a fragment (the token goes in token)", u.Scheme+"://"+u.Host+u.Path)
-	case u.Scheme == "http" && !isLoopback(u.Hostname()):
+	case u.Scheme == "http" && !sink.Loopback(u.Hostname()):
 		return "", fmt.Errorf("url %q is http: https is required except for a loopback host", shown)
 	case u.Scheme != "http" && u.Scheme != "https":
 		return "", fmt.Errorf("url %q is not http or https", shown)
@@ -263,14 +262,6 @@ func parseURL(raw string) (string, error) {
 		}
 	}
 	return u.Scheme + "://" + u.Host + path, nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Write sends recs in requests of at most MaxRequestBytes, in order, and
