@@ -20,6 +20,7 @@ import (
 	"github.com/tapline/tapline/internal/sink/blob"
 	"github.com/tapline/tapline/internal/sink/eventhubs"
 	"github.com/tapline/tapline/internal/sink/file"
+	"github.com/tapline/tapline/internal/sink/kafka"
 	"github.com/tapline/tapline/internal/sink/loganalytics"
 	"github.com/tapline/tapline/internal/sink/splunk"
 )
@@ -88,6 +89,17 @@ func (b *sinkBuilder) build(s config.Sink) (sink.Sink, error) {
 		return loganalytics.New(loganalytics.Config{Endpoint: c.Endpoint, DCRImmutableID: c.DCRImmutableID,
 			Streams: kinds(c.Streams), Credential: cred, Scope: monitorScopes[b.cfg.Azure.Cloud],
 			InsecureAllowHTTP: insecure, MaxRequestBytes: int(c.MaxRequestBytes)}, log)
+	case s.Kafka != nil:
+		c := s.Kafka
+		cfg := kafka.Config{Brokers: c.Brokers, Topic: c.Topic, EventHubsConnectionString: c.EventHubsConnectionString,
+			Key: keyMode(c.Key), MaxRecordBytes: int(c.MaxRecordBytes)}
+		if c.SASL != nil {
+			cfg.SASL = kafka.SASL{Mechanism: c.SASL.Mechanism, Username: c.SASL.Username, Password: c.SASL.Password}
+		}
+		if c.TLS != nil {
+			cfg.TLS = kafka.TLS{Enabled: c.TLS.Enabled, CAFile: c.TLS.CAFile, ServerName: c.TLS.ServerName}
+		}
+		return kafka.New(cfg, log)
 	case s.SplunkHEC != nil:
 		c := s.SplunkHEC
 		return splunk.New(splunk.Config{URL: c.URL, Token: c.Token, Index: c.Index, Indexes: kinds(c.Indexes),

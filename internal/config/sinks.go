@@ -245,8 +245,8 @@ func (v *validator) kafka(p string, k *KafkaSink) {
 			v.add(fmt.Sprintf("%s.brokers[%d]", p, i), "%q must be host:port", b)
 		}
 	}
-	if k.Topic == "" {
-		v.add(p+".topic", "required")
+	if k.Topic == "" && k.EventHubsConnectionString == "" {
+		v.add(p+".topic", "required (with event_hubs_connection_string it defaults to the string's EntityPath)")
 	}
 	if s := k.SASL; s != nil {
 		v.oneOf(p+".sasl.mechanism", s.Mechanism, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
