@@ -27,10 +27,10 @@ func init() {
 
 // blobTarget is the blob sink on Azurite persisting to disk under dir
 // (--location, not in memory), its own node process.
-func blobTarget(dir string) (ship.Target, func() (int64, string, error), func(), error) {
+func blobTarget(dir string) ([]ship.Target, func() (int64, string, error), func(), error) {
 	conn, stop, err := testenv.Azurite(dir)
 	if err != nil {
-		return ship.Target{}, nil, nil, err
+		return nil, nil, nil, err
 	}
 	client, err := azblob.NewClientFromConnectionString(conn, nil)
 	if err == nil {
@@ -38,12 +38,12 @@ func blobTarget(dir string) (ship.Target, func() (int64, string, error), func(),
 	}
 	if err != nil {
 		stop()
-		return ship.Target{}, nil, nil, err
+		return nil, nil, nil, err
 	}
 	s, err := blob.New(blob.Config{ConnectionString: conn, Container: "audit"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		stop()
-		return ship.Target{}, nil, nil, err
+		return nil, nil, nil, err
 	}
 	count := func() (int64, string, error) {
 		var n, blobs int64
@@ -69,7 +69,7 @@ func blobTarget(dir string) (ship.Target, func() (int64, string, error), func(),
 		}
 		return n, fmt.Sprintf("%d blobs on Azurite (--location on disk)", blobs), nil
 	}
-	return ship.Target{Name: "azure_blob", Sink: s}, count, func() { stop() }, nil
+	return []ship.Target{{Name: "azure_blob", Sink: s}}, count, func() { stop() }, nil
 }
 
 type benchToken string
@@ -81,7 +81,7 @@ func (c benchToken) GetToken(context.Context, policy.TokenRequestOptions) (azcor
 // logAnalyticsTarget is the Logs Ingestion sink on the emulator, which
 // runs in this process (its gunzip and JSON checks share the CPU). Its
 // note reports the fill ratio of the requests against the 1 MB limit.
-func logAnalyticsTarget(string) (ship.Target, func() (int64, string, error), func(), error) {
+func logAnalyticsTarget(string) ([]ship.Target, func() (int64, string, error), func(), error) {
 	const dcr, token = "dcr-00000000000000000000000000000000", "bench-token"
 	streams := map[record.Kind]string{record.KindGatewayRequest: "Custom-TaplineAIRequests", record.KindActivityLog: "Custom-TaplineActivity"}
 	decl := map[string][]emulator.LogsIngestionColumn{}
@@ -93,13 +93,20 @@ func logAnalyticsTarget(string) (ship.Target, func() (int64, string, error), fun
 	url, li, stop, err := emulator.ListenLogsIngestion(context.Background(), "", emulator.LogsIngestionConfig{
 		DCRImmutableID: dcr, Tokens: []string{token}, Streams: decl}, nil)
 	if err != nil {
-		return ship.Target{}, nil, nil, err
+		return nil, nil, nil, err
 	}
-	s, err := loganalytics.New(loganalytics.Config{Endpoint: url, DCRImmutableID: dcr, Streams: streams,
-		Credential: benchToken(token), InsecureAllowHTTP: true}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		stop()
-		return ship.Target{}, nil, nil, err
+	// As the composition root runs it (cmd/tapline/sinks.go): one loop,
+	// with a sink of its own, per stream, and large batches.
+	var targets []ship.Target
+	for _, k := range []record.Kind{record.KindActivityLog, record.KindGatewayRequest} {
+		s, err := loganalytics.New(loganalytics.Config{Endpoint: url, DCRImmutableID: dcr, Streams: streams,
+			Credential: benchToken(token), InsecureAllowHTTP: true}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			stop()
+			return nil, nil, nil, err
+		}
+		targets = append(targets, ship.Target{Name: "log_analytics." + string(k), Sink: s, Kinds: []record.Kind{k},
+			Batch: ship.Batch{MaxRecords: 100000, MaxBytes: 64 << 20}})
 	}
 	count := func() (int64, string, error) {
 		var n int64
@@ -129,9 +136,7 @@ func logAnalyticsTarget(string) (ship.Target, func() (int64, string, error), fun
 			len(sizes), over90, 100*full/float64(max(len(sizes)-1, 1))/limit, 100*all/float64(max(len(sizes), 1))/limit, maxOf(sizes))
 		return n, note, nil
 	}
-	// The batches the composition root gives Logs Ingestion (cmd/tapline/sinks.go).
-	t := ship.Target{Name: "log_analytics", Sink: s, Batch: ship.Batch{MaxRecords: 20000, MaxBytes: 32 << 20}}
-	return t, count, stop, nil
+	return targets, count, stop, nil
 }
 
 func maxOf(xs []int) int {

@@ -44,7 +44,7 @@ type result struct {
 // what it received, read after the run.
 type destination struct {
 	name   string
-	target func(dir string) (ship.Target, func() (int64, string, error), func(), error)
+	target func(dir string) ([]ship.Target, func() (int64, string, error), func(), error)
 }
 
 func main() {
@@ -113,7 +113,7 @@ func runOne(db, dir string, n int64, d destination, log *slog.Logger) (result, e
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return r, err
 	}
-	target, count, stop, err := d.target(dir)
+	targets, count, stop, err := d.target(dir)
 	if err != nil {
 		return r, err
 	}
@@ -123,7 +123,7 @@ func runOne(db, dir string, n int64, d destination, log *slog.Logger) (result, e
 		return r, err
 	}
 	defer st.Close()
-	sh, err := ship.New(st, []ship.Target{target}, nil, log)
+	sh, err := ship.New(st, targets, nil, log)
 	if err != nil {
 		return r, err
 	}
@@ -134,15 +134,16 @@ func runOne(db, dir string, n int64, d destination, log *slog.Logger) (result, e
 	begin := time.Now()
 	go func() { done <- sh.Run(ctx) }()
 	tick := time.NewTicker(5 * time.Millisecond)
-	for {
+	for done := false; !done; {
 		<-tick.C
-		c, err := st.Cursor(ctx, target.Name)
-		if err != nil {
-			cancel()
-			return r, err
-		}
-		if c >= n {
-			break
+		done = true
+		for _, t := range targets {
+			c, err := st.Cursor(ctx, t.Name)
+			if err != nil {
+				cancel()
+				return r, err
+			}
+			done = done && c >= n
 		}
 	}
 	tick.Stop()

@@ -96,10 +96,10 @@ func names() []string {
 
 // fileTarget is the file sink with its default rotation; it counts the
 // lines of every file it wrote.
-func fileTarget(dir string) (ship.Target, func() (int64, string, error), func(), error) {
+func fileTarget(dir string) ([]ship.Target, func() (int64, string, error), func(), error) {
 	s, err := file.New(file.Config{Dir: dir}, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return ship.Target{}, nil, nil, err
+		return nil, nil, nil, err
 	}
 	count := func() (int64, string, error) {
 		files, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
@@ -121,5 +121,5 @@ func fileTarget(dir string) (ship.Target, func() (int64, string, error), func(),
 		}
 		return n, fmt.Sprintf("%d files, fsync per batch", len(files)), nil
 	}
-	return ship.Target{Name: "file", Sink: s}, count, func() {}, nil
+	return []ship.Target{{Name: "file", Sink: s}}, count, func() {}, nil
 }

@@ -48,7 +48,9 @@ confirmed batch) and how many records its destination refused as invalid
 					return err
 				}
 				for _, s := range cfg.Sinks {
-					names = append(names, s.Name)
+					for _, l := range loops(s) {
+						names = append(names, l.name)
+					}
 				}
 			}
 			known, err := st.KnownSinks(cmd.Context())

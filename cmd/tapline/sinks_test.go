@@ -3,16 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tapline/tapline/internal/config"
 	"github.com/tapline/tapline/internal/sink/sinktest"
 	"github.com/tapline/tapline/internal/store"
 )
@@ -144,5 +147,32 @@ func TestServeShipsAndServesMetrics(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("serve exited %d:\n%s", code, logs.String())
+	}
+}
+
+func TestLogAnalyticsRunsOneLoopPerStream(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+sinks:
+  - name: workspace
+    log_analytics:
+      endpoint: https://x.eastus-1.ingest.monitor.azure.com
+      dcr_immutable_id: dcr-0
+      streams: {gateway_request: Custom-A, activity_log: Custom-B}
+  - name: one
+    log_analytics: {endpoint: "https://x.eastus-1.ingest.monitor.azure.com", dcr_immutable_id: dcr-0, streams: {activity_log: Custom-B}}
+  - {name: files, file: {dir: /tmp/x}}
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range cfg.Sinks {
+		for _, l := range loops(s) {
+			got = append(got, fmt.Sprint(l.name, l.kinds))
+		}
+	}
+	want := []string{"workspace.activity_log[activity_log]", "workspace.gateway_request[gateway_request]", "one[]", "files[]"}
+	if !slices.Equal(got, want) {
+		t.Errorf("loops = %q, want %q", got, want)
 	}
 }

@@ -20,6 +20,7 @@ import (
 type loop struct {
 	name  string
 	sink  sink.Sink
+	kinds []record.Kind // nil: every kind
 	st    Store
 	batch Batch
 	retry Retry
@@ -42,6 +43,7 @@ func newLoop(st Store, t Target, m *metrics, log *slog.Logger) *loop {
 	l := &loop{
 		name:   t.Name,
 		sink:   t.Sink,
+		kinds:  t.Kinds,
 		st:     st,
 		batch:  t.Batch.withDefaults(),
 		retry:  t.Retry.withDefaults(),
@@ -72,26 +74,36 @@ func (l *loop) run(ctx context.Context) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan []store.Stored, 1)
+	batches := make(chan span, 1)
 	go l.read(ctx, l.cursor.Load(), batches)
-	for batch := range batches {
-		dead, err := l.deliver(ctx, batch)
-		if err != nil {
-			return // ctx ended; the batch is delivered again at the next start
+	for b := range batches {
+		var dead []store.DeadLetter
+		if len(b.recs) > 0 {
+			var err error
+			if dead, err = l.deliver(ctx, b.recs); err != nil {
+				return // ctx ended; the batch is delivered again at the next start
+			}
 		}
-		if err := l.confirm(ctx, batch[len(batch)-1].Seq, dead); err != nil {
+		if err := l.confirm(ctx, b.through, dead); err != nil {
 			return
 		}
 	}
 }
 
+// span is a batch and the last seq it stands for: records of kinds the
+// sink does not take are passed over, and its cursor moves past them too.
+type span struct {
+	recs    []store.Stored
+	through int64
+}
+
 // read sends batches of the records after seq after, in order, until ctx
 // ends; then it closes out. A failing store read is logged and retried.
-func (l *loop) read(ctx context.Context, after int64, out chan<- []store.Stored) {
+func (l *loop) read(ctx context.Context, after int64, out chan<- span) {
 	defer close(out)
 	failures := 0
 	for {
-		batch, err := l.fill(ctx, after)
+		b, err := l.fill(ctx, after)
 		if ctx.Err() != nil {
 			return
 		}
@@ -107,19 +119,20 @@ func (l *loop) read(ctx context.Context, after int64, out chan<- []store.Stored)
 		}
 		failures = 0
 		select {
-		case out <- batch:
-			after = batch[len(batch)-1].Seq
+		case out <- b:
+			after = b.through
 		case <-ctx.Done():
 			return
 		}
 	}
 }
 
-// fill waits for records after seq after and returns a batch of them,
-// once the batch is full or MaxWait after its first record.
-func (l *loop) fill(ctx context.Context, after int64) ([]store.Stored, error) {
+// fill waits for records after seq after and returns a batch of those
+// the sink takes, once the batch is full or MaxWait after the first record
+// was read.
+func (l *loop) fill(ctx context.Context, after int64) (span, error) {
 	var (
-		batch    []store.Stored
+		b        = span{through: after}
 		bytes    int
 		deadline <-chan time.Time
 		timer    *time.Timer
@@ -131,43 +144,57 @@ func (l *loop) fill(ctx context.Context, after int64) ([]store.Stored, error) {
 	}()
 	for {
 		last, changed := l.st.Released()
-		if last > after {
-			more, err := l.st.ReadAfter(ctx, after, l.batch.MaxRecords-len(batch))
+		if last > b.through {
+			more, err := l.st.ReadAfter(ctx, b.through, l.batch.MaxRecords-len(b.recs))
 			if err != nil {
-				return nil, err
+				return span{}, err
 			}
-			for i, s := range more {
-				size := len(s.Record.Data)
-				if len(batch) > 0 && bytes+size > l.batch.MaxBytes {
-					// Full by bytes: the rest waits for the next batch.
-					return batch, nil
-				}
-				batch = append(batch, more[i])
-				bytes += size
-			}
-			switch {
-			case len(batch) == 0:
+			if len(more) == 0 {
 				// Records after the cursor were removed (drop_oldest): there
 				// is nothing to deliver up to last.
-				after = last
+				b.through = last
 				continue
-			case len(batch) >= l.batch.MaxRecords || bytes >= l.batch.MaxBytes:
-				return batch, nil
 			}
-			after = batch[len(batch)-1].Seq
+			for i, s := range more {
+				if !l.takes(s.Record.Kind) {
+					b.through = s.Seq
+					continue
+				}
+				size := len(s.Record.Data)
+				if len(b.recs) > 0 && bytes+size > l.batch.MaxBytes {
+					return b, nil // full by bytes: the rest waits for the next batch
+				}
+				b.recs = append(b.recs, more[i])
+				b.through = s.Seq
+				bytes += size
+			}
+			if len(b.recs) >= l.batch.MaxRecords || bytes >= l.batch.MaxBytes {
+				return b, nil
+			}
 			if timer == nil {
 				timer = time.NewTimer(l.batch.MaxWait)
 				deadline = timer.C
 			}
+			select {
+			case <-deadline:
+				return b, nil
+			default:
+				continue // read on while records are there
+			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return span{}, ctx.Err()
 		case <-deadline:
-			return batch, nil
+			return b, nil
 		case <-changed:
 		}
 	}
+}
+
+// takes reports whether the sink delivers records of kind k.
+func (l *loop) takes(k record.Kind) bool {
+	return len(l.kinds) == 0 || slices.Contains(l.kinds, k)
 }
 
 // deliver writes batch until the destination accepted every record that

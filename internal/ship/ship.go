@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/sink"
 	"github.com/tapline/tapline/internal/store"
 )
@@ -59,8 +60,13 @@ type Retry struct {
 
 // Target is one configured sink.
 type Target struct {
-	Name  string // unique; names the cursor, the metrics and the logs
-	Sink  sink.Sink
+	Name string // unique; names the cursor, the metrics and the logs
+	Sink sink.Sink
+	// Kinds, when not empty, are the record kinds the sink takes; the loop
+	// passes over the others (its cursor moves past them). A destination
+	// with a stream per kind (Logs Ingestion) runs one loop per kind, so
+	// that each batch fills its requests (bench/ship, fill ratio).
+	Kinds []record.Kind
 	Batch Batch
 	Retry Retry
 }

@@ -440,3 +440,52 @@ func TestNewRejectsBadTargets(t *testing.T) {
 		})
 	}
 }
+
+func TestKindsSplitOneDestinationIntoTwoLoops(t *testing.T) {
+	st := openStore(t, "")
+	recs := appendN(t, st, 0, 900) // alternating kinds
+	gw, al := &fakeSink{}, &fakeSink{}
+	start(t, st,
+		Target{Name: "w.gateway_request", Sink: gw, Kinds: []record.Kind{record.KindGatewayRequest}, Batch: Batch{MaxRecords: 100}},
+		Target{Name: "w.activity_log", Sink: al, Kinds: []record.Kind{record.KindActivityLog}, Batch: Batch{MaxRecords: 100}})
+	// Every cursor passes every record, delivered or passed over.
+	waitFor(t, "both loops", func() bool {
+		return cursor(t, st, "w.gateway_request") == 900 && cursor(t, st, "w.activity_log") == 900
+	})
+	var wantGW, wantAL []record.Record
+	for _, r := range recs {
+		if r.Kind == record.KindGatewayRequest {
+			wantGW = append(wantGW, r)
+		} else {
+			wantAL = append(wantAL, r)
+		}
+	}
+	if d := sinktest.Diff(gw.records(), wantGW); d != "" {
+		t.Errorf("gateway loop:\n%s", d)
+	}
+	if d := sinktest.Diff(al.records(), wantAL); d != "" {
+		t.Errorf("activity loop:\n%s", d)
+	}
+	if n := slices.Max(gw.batches); n > 100 {
+		t.Errorf("a gateway batch of %d records, over MaxRecords 100", n)
+	}
+}
+
+func TestKindsWithNothingToTakeStillMoveTheCursor(t *testing.T) {
+	st := openStore(t, "")
+	var recs []record.Record
+	for _, r := range sinktest.Records(0, 300) {
+		if r.Kind == record.KindGatewayRequest {
+			recs = append(recs, r)
+		}
+	}
+	if _, err := st.Append(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	al := &fakeSink{}
+	start(t, st, Target{Name: "a", Sink: al, Kinds: []record.Kind{record.KindActivityLog}, Batch: Batch{MaxRecords: 40}})
+	waitFor(t, "the cursor past records of another kind", func() bool { return cursor(t, st, "a") == int64(len(recs)) })
+	if al.calls != 0 {
+		t.Errorf("the sink was called %d times with nothing to take", al.calls)
+	}
+}
