@@ -20,6 +20,7 @@ type backend struct {
 	apiVersion  string
 	deployments []string
 	priority    int
+	weight      int
 	// credential returns the header (canonical name) and value that carry
 	// the gateway's own credential to this backend.
 	credential func(ctx context.Context) (name, value string, err error)
@@ -38,7 +39,7 @@ func newBackends(cfgs []config.Backend, tokens tokenSource) ([]*backend, error) 
 			return nil, fmt.Errorf("backend %s: parse url: %w", c.Name, err)
 		}
 		b := &backend{name: c.Name, base: u, api: c.API, apiVersion: c.APIVersion,
-			deployments: c.Deployments, priority: c.Priority}
+			deployments: c.Deployments, priority: c.Priority, weight: c.Weight}
 		switch {
 		case c.Auth == config.AuthAPIKey && c.API == config.BackendAPIOpenAI:
 			v := "Bearer " + c.APIKey
