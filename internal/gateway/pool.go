@@ -31,8 +31,8 @@ type pool struct {
 
 // health is what the pool knows of one backend.
 type health struct {
-	coolUntil time.Time // a 429 asked to wait until then
-	failures  int       // consecutive 5xx or connection errors
+	coolUntil  time.Time // a 429 asked to wait until then
+	failures   int       // consecutive 5xx or connection errors
 	openUntil  time.Time // the breaker is open until then
 	probeUntil time.Time // a half-open call is in flight until it reports, or until then
 }
