@@ -9,13 +9,17 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tapline/tapline/internal/auth"
 	"github.com/tapline/tapline/internal/config"
 	"github.com/tapline/tapline/internal/emulator"
 	"github.com/tapline/tapline/internal/gateway"
+	"github.com/tapline/tapline/internal/ratelimit"
 	"github.com/tapline/tapline/internal/store"
+	"github.com/tapline/tapline/internal/testenv"
 )
 
 // The profile of the gateway's hot path:
@@ -67,6 +71,12 @@ func upstream(b *testing.B) *httptest.Server {
 // It returns the gateway's URL, a key it accepts and its store.
 func newGateway(b *testing.B, upstreamURL string) (string, string, *store.Store) {
 	b.Helper()
+	return newGatewayWith(b, upstreamURL, nil, ratelimit.Rules{})
+}
+
+// newGatewayWith is newGateway with a limiter and its rules (nil: no limits).
+func newGatewayWith(b *testing.B, upstreamURL string, lim ratelimit.Limiter, rules ratelimit.Rules) (string, string, *store.Store) {
+	b.Helper()
 	key, hash, err := auth.NewKey()
 	if err != nil {
 		b.Fatal(err)
@@ -97,7 +107,11 @@ func newGateway(b *testing.B, upstreamURL string) (string, string, *store.Store)
 	if err != nil {
 		b.Fatal(err)
 	}
-	gw, err := gateway.New(gateway.Options{Config: cfg.Gateway, Journal: st, Auth: auth.NewCallers(keys, nil)}, log)
+	if lim != nil {
+		cfg.Gateway.Limits = &config.Limits{MaxOutputTokens: 4096}
+	}
+	gw, err := gateway.New(gateway.Options{Config: cfg.Gateway, Journal: st, Auth: auth.NewCallers(keys, nil),
+		Limiter: lim, Rules: rules}, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,4 +186,57 @@ func BenchmarkBareProxy(b *testing.B) {
 			run(b, base, upstreamKey, sc.body, sc.stream)
 		})
 	}
+}
+
+// BenchmarkGatewayLimits is BenchmarkGateway with the per-identity limits
+// off, in memory, and in a real redis-server (skipped without one), all in
+// one run so that the ratios compare like with like:
+//
+//	go test -run XXX -bench GatewayLimits ./bench/
+//
+// The limits are generous (nothing is refused) but every one is on, so a
+// call pays for the prompt's token count, a Reserve and a Reconcile.
+func BenchmarkGatewayLimits(b *testing.B) {
+	rules := ratelimit.Rules{Default: ratelimit.Limits{RequestsPerMinute: 1 << 40, TokensPerMinute: 1 << 50,
+		TokensPerDay: 1 << 55, TokensPerMonth: 1 << 60}}
+	for _, sc := range scenarios[:2] {
+		for _, mode := range []string{"off", "memory", "redis"} {
+			b.Run(sc.name+"/limits="+mode, func(b *testing.B) {
+				var lim ratelimit.Limiter
+				switch mode {
+				case "memory":
+					lim = ratelimit.NewMemory(ratelimit.MemoryConfig{})
+				case "redis":
+					srv, err := testenv.LaunchRedis("", b.TempDir())
+					if err != nil {
+						b.Skipf("no redis-server: %v", err)
+					}
+					b.Cleanup(srv.Stop)
+					l, err := ratelimit.New(ratelimit.Config{Redis: "redis://" + srv.Addr + "/0"}, slog.New(slog.DiscardHandler))
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { l.(io.Closer).Close() })
+					lim = l
+				}
+				base, key, _ := newGatewayWith(b, upstream(b).URL, lim, rules)
+				// CPU time per call of this process (caller, emulator and
+				// gateway; not redis-server) is steadier than wall time on
+				// shared cores: the ratio of two modes is the limits' cost.
+				cpu0 := cpuTime()
+				run(b, base, key, sc.body, sc.stream)
+				b.StopTimer()
+				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			})
+		}
+	}
+}
+
+// cpuTime is the user and system CPU time of this process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -109,7 +109,10 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string,
 			Listen: listenAddr,
 			Redact: []config.RedactRule{{Name: "email", Pattern: `[\w.+-]+@[\w-]+\.[\w.]+`}},
 			Auth: config.GatewayAuth{
-				Keys:  []config.Key{{Name: "demo", Hash: demoHash}, {Name: "analytics-team", Hash: teamHash}},
+				// The newcomer's key has a small limit, so that a 429 is
+				// one shell loop away; the demo's own traffic uses others.
+				Keys: []config.Key{{Name: "demo", Hash: demoHash, Limits: &config.LimitValues{RPM: demoRPM}},
+					{Name: "analytics-team", Hash: teamHash}},
 				Entra: &config.Entra{Tenants: []string{demoTenant}, Audiences: []string{demoAudience}},
 			},
 			Backends: []config.Backend{{Name: "emulated-eastus", URL: aoaiURL, Auth: config.AuthAPIKey,
@@ -130,6 +133,7 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string,
 	if err != nil {
 		return err
 	}
+	defer gw.Close()
 	srv, err := listen("gateway", listenAddr, gw)
 	if err != nil {
 		return err
@@ -154,6 +158,8 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string,
 	fmt.Fprintln(e.stdout, "Try a call with the gateway key (Ctrl-C stops the demo):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' -H 'api-key: %s' -H 'Content-Type: application/json' -d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello from curl\"}]}'\n",
 		base, demoKey)
+	fmt.Fprintf(e.stdout, "Limits: the key \"demo\" may make %d calls a minute; run the curl above %d times to see a 429, then: tapline query throttles --store %s\n",
+		demoRPM, demoRPM+1, storePath)
 	fmt.Fprintln(e.stdout, "Or as an Entra ID user (a token from the emulated tenant, recorded as ana@contoso.example):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/v1/chat/completions' -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello as Ana\"}]}'\n",
 		base, userToken)
@@ -163,6 +169,9 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string,
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// demoRPM is the per-minute request limit of the demo's own key.
+const demoRPM = 5
 
 // The emulated tenant and the audience of the demo's Entra ID tokens.
 const (

@@ -270,6 +270,34 @@ func TestDemo(t *testing.T) {
 	if int64(len(ids)) != st.ConfirmedSeq || len(ids) < 13*25+7 {
 		t.Errorf("the file sink holds %d distinct records; the store released %d", len(ids), st.ConfirmedSeq)
 	}
+	// The demo key's small limit: repeating its curl soon gets a 429, as
+	// the demo says. Windows are fixed minutes, so one boundary may let
+	// up to 2*demoRPM calls through; 2*demoRPM+1 calls always meet a 429.
+	if !strings.Contains(out.String(), fmt.Sprintf("run the curl above %d times to see a 429", demoRPM+1)) {
+		t.Errorf("the demo does not say how to see a 429:\n%s", out.String())
+	}
+	throttled := ""
+	for i := 0; i < 2*demoRPM && throttled == ""; i++ {
+		b, err := exec.Command("sh", "-c", strings.Replace(lines[0], "curl ", curl+" -i ", 1)).Output()
+		if err != nil {
+			t.Fatalf("curl: %v", err)
+		}
+		if strings.HasPrefix(string(b), "HTTP/1.1 429") {
+			throttled = string(b)
+		}
+	}
+	if !strings.Contains(throttled, "requests_per_minute of 5") || !strings.Contains(strings.ToLower(throttled), "retry-after:") {
+		t.Fatalf("no 429 with Retry-After after %d calls of the demo key; last answer:\n%s", 2*demoRPM+1, throttled)
+	}
+	var thr string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, thr, _ = tapline(t, "query", "throttles", "--store", db, "--format", "csv"); strings.Count(thr, "\n") >= 2 {
+			break
+		}
+	}
+	if rows := strings.Split(strings.TrimSpace(thr), "\n"); len(rows) != 2 || !strings.Contains(rows[1], ",key:demo,127.0.0.1,gpt-4o,429,requests_per_minute,") {
+		t.Errorf("query throttles:\n%s", thr)
+	}
 	cancel()
 	select {
 	case code := <-done:

@@ -90,13 +90,13 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 func newQuery(e *env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "query",
-		Short: "Read the local store: requests, usage, activity",
+		Short: "Read the local store: requests, usage, activity, throttles, sinks",
 		Long: `Reads the local store, also while 'tapline serve' runs. --format json
 writes JSON Lines, one record envelope per line, oldest first, every
 matching record, for jq and scripts.`,
 	}
 	cmd.AddCommand(newQueryRequests(e), newQueryUsage(e))
-	cmd.AddCommand(newQueryActivity(e), newQuerySinks(e))
+	cmd.AddCommand(newQueryActivity(e), newQuerySinks(e), newQueryThrottles(e))
 	return cmd
 }
 

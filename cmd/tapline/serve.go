@@ -36,6 +36,7 @@ flight finish and are recorded (a second signal exits at once).`,
 				if err != nil {
 					return err
 				}
+				defer gw.Close()
 				s, err := listen("gateway", cfg.Gateway.Listen, gw)
 				if err != nil {
 					return err

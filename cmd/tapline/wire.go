@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/tapline/tapline/internal/azure"
 	"github.com/tapline/tapline/internal/config"
 	"github.com/tapline/tapline/internal/gateway"
+	"github.com/tapline/tapline/internal/ratelimit"
 	"github.com/tapline/tapline/internal/store"
 )
 
@@ -98,8 +100,58 @@ func newGateway(cfg *config.Config, st *store.Store, log *slog.Logger) (*gateway
 			}
 		}
 	}
-	return gateway.New(gateway.Options{Config: cfg.Gateway, Journal: st, Auth: auth.NewCallers(keys, entra),
-		Tokens: tokens}, log)
+	lim, rules, err := newLimiter(cfg.Gateway, log)
+	if err != nil {
+		return nil, err
+	}
+	gw, err := gateway.New(gateway.Options{Config: cfg.Gateway, Journal: st, Auth: auth.NewCallers(keys, entra),
+		Tokens: tokens, Limiter: lim, Rules: rules}, log)
+	if err != nil {
+		if c, ok := lim.(io.Closer); ok {
+			c.Close()
+		}
+		return nil, err
+	}
+	return gw, nil
+}
+
+// newLimiter builds the limiter and its rules from gateway.limits and the
+// keys' own limits; no limits section, no limiter. The gateway closes it.
+func newLimiter(g *config.Gateway, log *slog.Logger) (ratelimit.Limiter, ratelimit.Rules, error) {
+	l := g.Limits
+	if l == nil {
+		return nil, ratelimit.Rules{}, nil
+	}
+	loc, err := time.LoadLocation(l.TimeZone)
+	if err != nil {
+		return nil, ratelimit.Rules{}, fmt.Errorf("gateway.limits.time_zone: %w", err)
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Redis: l.Redis, OnRedisError: ratelimit.OnError(l.OnRedisError),
+		Prefix: l.KeyPrefix, Location: loc}, log)
+	if err != nil {
+		return nil, ratelimit.Rules{}, err
+	}
+	rules := ratelimit.Rules{Default: limitsOf(l.Default), Keys: map[string]ratelimit.Limits{}}
+	for _, k := range g.Auth.Keys {
+		if k.Limits != nil {
+			rules.Keys[k.Name] = limitsOf(*k.Limits)
+		}
+	}
+	for _, gr := range l.Groups {
+		rules.Groups = append(rules.Groups, ratelimit.Group{Role: gr.Role, Limits: limitsOf(gr.Limits)})
+	}
+	backend := "memory"
+	if l.Redis != "" {
+		backend = "redis"
+	}
+	log.Info("limits on", "backend", backend, "on_redis_error", l.OnRedisError, "keys_with_limits", len(rules.Keys),
+		"groups", len(rules.Groups))
+	return lim, rules, nil
+}
+
+func limitsOf(v config.LimitValues) ratelimit.Limits {
+	return ratelimit.Limits{RequestsPerMinute: v.RPM, TokensPerMinute: v.TPM, TokensPerDay: v.TokensPerDay,
+		TokensPerMonth: v.TokensPerMonth}
 }
 
 func isHTTPS(u string) bool { return len(u) > 8 && u[:8] == "https://" }

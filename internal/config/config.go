@@ -116,6 +116,7 @@ type Gateway struct {
 	Redact          []RedactRule `yaml:"redact"`
 	TrustedProxies  []string     `yaml:"trusted_proxies"`
 	Auth            GatewayAuth  `yaml:"auth"`
+	Limits          *Limits      `yaml:"limits,omitempty"`
 	Backends        []Backend    `yaml:"backends"`
 }
 
@@ -145,6 +146,8 @@ type Entra struct {
 type Key struct {
 	Name string `yaml:"name"`
 	Hash string `yaml:"hash"`
+	// Limits replace gateway.limits.default for this key; nil inherits.
+	Limits *LimitValues `yaml:"limits,omitempty"`
 }
 
 // Backend is an Azure OpenAI resource or an OpenAI-compatible endpoint.
@@ -257,6 +260,7 @@ func (c *Config) ApplyDefaults() {
 		if g.Timeout == 0 {
 			g.Timeout = Duration(10 * time.Minute)
 		}
+		limitDefaults(g)
 		for i := range g.Backends {
 			b := &g.Backends[i]
 			if b.API == "" {

@@ -177,6 +177,7 @@ func (v *validator) gateway(g *Gateway) {
 			v.add(p+".hash", `must be "sha256:" and 64 lowercase hex digits (tapline keys new prints it); never the key itself`)
 		}
 	}
+	v.limits(g)
 	if len(g.Backends) == 0 {
 		v.add("gateway.backends", "at least one backend is required")
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tapline/tapline/internal/ratelimit"
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/usage"
 )
@@ -51,6 +52,10 @@ type call struct {
 	upstreamErr  error
 	refused      bool
 	bufs         []*bytes.Buffer
+
+	decision ratelimit.Decision // the limit step's, when admitted
+	admitted bool               // admitted by the limit step: its headers go on the response
+	reserved bool               // admitted with tokens reserved: reconcile at the end
 }
 
 func (g *Gateway) newCall(r *http.Request) *call {
@@ -129,6 +134,9 @@ func (g *Gateway) end(c *call, w http.ResponseWriter) {
 	defer cancel()
 	if err := g.journal.FinishAsync(ctx, c.marshal(c.rec.State), g.recorded); err != nil {
 		g.recorded(err)
+	}
+	if c.reserved {
+		g.reconcile(c)
 	}
 }
 

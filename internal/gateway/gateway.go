@@ -25,6 +25,7 @@ import (
 
 	"github.com/tapline/tapline/internal/auth"
 	"github.com/tapline/tapline/internal/config"
+	"github.com/tapline/tapline/internal/ratelimit"
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/usage"
 )
@@ -54,6 +55,10 @@ type Options struct {
 	Transport http.RoundTripper // nil: a transport tuned for many calls to few hosts
 	Estimator *usage.Estimator  // nil: a new one
 	Now       func() time.Time  // nil: time.Now
+	// Limiter admits calls against Rules (gateway.limits); nil limits
+	// nothing. Close closes it when it is an io.Closer.
+	Limiter ratelimit.Limiter
+	Rules   ratelimit.Rules
 }
 
 // Gateway is the AI gateway handler. It is safe for concurrent use.
@@ -71,8 +76,14 @@ type Gateway struct {
 	maxBody  int64
 	timeout  time.Duration
 
-	dropped  atomic.Int64 // records the store did not take (standard audit)
-	lastDrop atomic.Int64 // unix seconds of the last drop logged
+	limiter   ratelimit.Limiter
+	rules     ratelimit.Rules
+	maxOutput int64 // output tokens estimated when a request sets no max
+
+	dropped          atomic.Int64 // records the store did not take (standard audit)
+	lastDrop         atomic.Int64 // unix seconds of the last drop logged
+	lastReconcileErr atomic.Int64 // unix seconds of the last reconcile failure logged
+	limDegraded      atomic.Bool  // the limiter's fallback state last logged
 }
 
 // Stats are the gateway's counters.
@@ -93,6 +104,13 @@ func New(o Options, logger *slog.Logger) (*Gateway, error) {
 		strict:  cfg.Audit != config.AuditStandard,
 		maxBody: int64(cfg.MaxRequestBytes),
 		timeout: cfg.Timeout.D(),
+
+		limiter:   o.Limiter,
+		rules:     o.Rules,
+		maxOutput: defaultMaxOutput,
+	}
+	if cfg.Limits != nil && cfg.Limits.MaxOutputTokens > 0 {
+		g.maxOutput = cfg.Limits.MaxOutputTokens
 	}
 	if g.est == nil {
 		g.est = usage.NewEstimator()
@@ -147,8 +165,9 @@ func (g *Gateway) Stats() Stats { return Stats{Dropped: g.dropped.Load()} }
 
 type callKey struct{}
 
-// ServeHTTP handles one call: authenticate, route, read the body, commit the
-// started record (strict audit), forward, and record the outcome.
+// ServeHTTP handles one call: authenticate, route, read the body, admit it
+// against its limits, commit the started record (strict audit), forward,
+// and record the outcome.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := g.newCall(r)
 	w.Header().Set(HeaderRequestID, c.id)
@@ -184,6 +203,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.backend = b
 	c.rec.Backend = b.name
+	if !g.admit(c, w, r) {
+		return
+	}
 	if !g.prepareUpstream(c, w) {
 		return
 	}
@@ -342,6 +364,14 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 	}
 	c.tap = t
 	resp.Body = t
+	if c.admitted {
+		// With limits on, these headers are the caller's own budget, never
+		// a mix with the deployment's (which the caller cannot act on).
+		for _, k := range rateLimitHeaders {
+			delete(resp.Header, k)
+		}
+		c.decision.SetHeaders(resp.Header)
+	}
 	return nil
 }
 

@@ -42,6 +42,13 @@ type setup func(*config.Config, *emulator.AOAIConfig)
 
 func newHarness(t *testing.T, opts ...setup) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil, opts...)
+}
+
+// newHarnessWith is newHarness with a last say on the gateway's Options
+// (a limiter, a clock).
+func newHarnessWith(t *testing.T, options func(*Options), opts ...setup) *harness {
+	t.Helper()
 	key, hash, err := auth.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -105,8 +112,11 @@ func newHarness(t *testing.T, opts ...setup) *harness {
 		}
 		h.entra = v
 	}
-	h.gw, err = New(Options{Config: cfg.Gateway, Journal: h.store, Auth: auth.NewCallers(keys, h.entra), Tokens: testTokens{}},
-		slog.New(slog.DiscardHandler))
+	o := Options{Config: cfg.Gateway, Journal: h.store, Auth: auth.NewCallers(keys, h.entra), Tokens: testTokens{}}
+	if options != nil {
+		options(&o)
+	}
+	h.gw, err = New(o, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
