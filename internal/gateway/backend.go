@@ -81,16 +81,6 @@ func (b *backend) serves(deployment string) bool {
 	return false
 }
 
-// pick returns the backend for a deployment, or nil.
-func pick(backends []*backend, deployment string) *backend {
-	for _, b := range backends {
-		if b.serves(deployment) {
-			return b
-		}
-	}
-	return nil
-}
-
 // target maps a call's route onto this backend's URL: Azure backends keep
 // Azure paths (an OpenAI-style /v1/ call goes to Azure's /openai/v1/);
 // OpenAI-compatible backends get /v1/ paths and no api-version.

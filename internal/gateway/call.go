@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -33,15 +34,19 @@ type call struct {
 	contentType string
 	rec         record.GatewayRequest
 
-	route     route
-	info      usage.Request
-	body      []byte // the caller's body, as received
-	outBody   []byte // what the backend gets
-	jsonBody  bool
-	dropUsage bool
-	backend   *backend
-	credName  string
-	credValue string
+	route      route
+	info       usage.Request
+	body       []byte // the caller's body, as received
+	outBody    []byte // what the backend gets
+	jsonBody   bool
+	dropUsage  bool
+	baseBody   []byte     // outBody before its backend-specific changes
+	inURL      *url.URL   // the caller's URL, which each backend maps anew
+	backend    *backend   // the backend tried last, which answered
+	candidates []*backend // the pool's order for this call
+	tried      []record.Attempt
+	credName   string
+	credValue  string
 
 	headersAt    time.Time
 	respStatus   int // what the caller was answered, after refusal mapping
@@ -188,7 +193,8 @@ func (g *Gateway) settle(c *call) {
 	rec.FinishReasons = res.FinishReasons
 	rec.ContentFilter = res.ContentFilter
 	rec.Usage = res.Usage
-	rec.Attempts = 1
+	rec.Attempts = 1 + len(c.tried)
+	rec.Tried = c.tried
 
 	switch {
 	case c.tap == nil && rec.Status == statusClientClosed:

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -66,6 +67,7 @@ type Gateway struct {
 	journal  record.Journal
 	auth     Authenticator
 	backends []*backend
+	pool     *pool
 	capture  *capturer
 	est      *usage.Estimator
 	trusted  []netip.Prefix
@@ -133,9 +135,10 @@ func New(o Options, logger *slog.Logger) (*Gateway, error) {
 	if tr == nil {
 		tr = NewTransport()
 	}
+	g.pool = newPool(g.backends, g.now, rand.IntN)
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
-		Transport:      tr,
+		Transport:      &failover{g: g, base: tr},
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.errorHandler,
 		BufferPool:     copyBuffers,
@@ -195,13 +198,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !g.readBody(c, w, r) {
 		return
 	}
-	b := pick(g.backends, c.rec.Deployment)
-	if b == nil {
+	order, wait := g.pool.order(c.rec.Deployment)
+	switch {
+	case len(order) == 0 && wait == 0:
 		c.refuse(w, http.StatusNotFound, "DeploymentNotFound",
 			fmt.Sprintf("no backend of this gateway serves deployment %q", c.rec.Deployment))
 		return
+	case len(order) == 0:
+		secs := int64((wait + time.Second - 1) / time.Second)
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+		c.refuse(w, http.StatusTooManyRequests, "429", fmt.Sprintf(
+			"every backend of deployment %q is cooling down after a 429 or failing; retry after %d seconds",
+			c.rec.Deployment, secs))
+		return
 	}
-	c.backend = b
+	b := order[0]
+	c.candidates, c.backend = order, b
 	c.rec.Backend = b.name
 	if !g.admit(c, w, r) {
 		return
@@ -265,19 +277,17 @@ func (g *Gateway) readBody(c *call, w http.ResponseWriter, r *http.Request) bool
 
 // prepareUpstream builds the body and credential the backend will see.
 func (g *Gateway) prepareUpstream(c *call, w http.ResponseWriter) bool {
-	c.outBody = c.body
+	c.baseBody = c.body
 	op := c.route.op
 	if c.info.Stream && !c.info.IncludeUsage && (op == record.OpChatCompletions || op == record.OpCompletions) &&
 		c.route.supportsIncludeUsage() {
 		// Ask for usage the caller did not ask for; usage.Stream removes it
 		// again so the caller sees exactly what it asked for.
 		if out, err := usage.InjectIncludeUsage(c.body); err == nil {
-			c.outBody, c.dropUsage = out, true
+			c.baseBody, c.dropUsage = out, true
 		}
 	}
-	if c.backend.api == config.BackendAPIOpenAI && c.route.style == styleDeployment && c.info.Model == "" && c.jsonBody {
-		c.outBody = setModel(c.outBody, c.rec.Deployment)
-	}
+	c.outBody = g.upstreamBody(c, c.backend)
 	if c.jsonBody || isText(c.contentType) {
 		c.rec.Prompt = g.capture.capture(c.body, int64(len(c.body)))
 	} else if len(c.body) > 0 {
@@ -294,12 +304,22 @@ func (g *Gateway) prepareUpstream(c *call, w http.ResponseWriter) bool {
 	return true
 }
 
+// upstreamBody is the body backend b gets: an OpenAI-compatible backend
+// called on a deployment path needs the deployment as the body's model.
+func (g *Gateway) upstreamBody(c *call, b *backend) []byte {
+	if b.api == config.BackendAPIOpenAI && c.route.style == styleDeployment && c.info.Model == "" && c.jsonBody {
+		return setModel(c.baseBody, c.rec.Deployment)
+	}
+	return c.baseBody
+}
+
 // rewrite turns the inbound request into the backend request. The caller's
 // credentials and cookies are never forwarded; X-Forwarded-For keeps the
 // chain only when the peer is a trusted proxy.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	c := pr.In.Context().Value(callKey{}).(*call)
 	b := c.backend
+	c.inURL = pr.In.URL
 	p, q := b.target(c.route, pr.In.URL)
 	out := pr.Out
 	out.URL.Scheme, out.URL.Host = b.base.Scheme, b.base.Host
@@ -319,13 +339,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	if h.Get("X-Ms-Client-Request-Id") == "" {
 		h["X-Ms-Client-Request-Id"] = []string{c.id}
 	}
-	body := c.outBody
-	out.ContentLength = int64(len(body))
-	out.Body = io.NopCloser(bytes.NewReader(body))
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	if len(body) == 0 {
-		out.Body, out.GetBody = http.NoBody, nil
-	}
+	setBody(out, c.outBody)
 }
 
 // strippedHeaders never reach a backend: the caller's credentials, its

@@ -61,6 +61,7 @@ type GatewayRequest struct {
 	Stream         bool           `json:"stream"`
 	Backend        string         `json:"backend,omitempty"`
 	Attempts       int            `json:"attempts,omitempty"`
+	Tried          []Attempt      `json:"tried,omitempty"` // the attempts before the one Backend answered
 	UpstreamStatus int            `json:"upstream_status,omitempty"`
 	Status         int            `json:"status"`
 	Upstream       UpstreamIDs    `json:"upstream"`
@@ -138,6 +139,15 @@ type Content struct {
 	Truncated  bool   `json:"truncated,omitempty"`
 	Redactions int    `json:"redactions,omitempty"`
 	Omitted    string `json:"omitted,omitempty"`
+}
+
+// Attempt is a backend the gateway tried before the one that answered:
+// it answered Status (429 or a 5xx), or could not be reached (Error).
+type Attempt struct {
+	Backend      string `json:"backend"`
+	Status       int    `json:"status,omitempty"`
+	Error        string `json:"error,omitempty"`
+	RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
 }
 
 // Limit is the limit that applied to a call.
