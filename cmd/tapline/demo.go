@@ -19,7 +19,7 @@ import (
 )
 
 func newDemo(e *env) *cobra.Command {
-	var listen, storePath, shipDir string
+	var listen, dashAddr, storePath, shipDir string
 	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -36,17 +36,18 @@ shipped to a file sink, JSON Lines files in --ship-dir. Stop with Ctrl-C.`,
 			if !quiet {
 				level = slog.LevelInfo
 			}
-			return runDemo(cmd.Context(), e, listen, storePath, shipDir, newLogger(e.stderr, level))
+			return runDemo(cmd.Context(), e, listen, dashAddr, storePath, shipDir, newLogger(e.stderr, level))
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8080", "gateway address")
+	cmd.Flags().StringVar(&dashAddr, "dashboard", "127.0.0.1:8081", "dashboard address (loopback: no sign-in)")
 	cmd.Flags().StringVar(&storePath, "store", "tapline-demo.db", "store database file")
 	cmd.Flags().StringVar(&shipDir, "ship-dir", "tapline-demo-shipped", "directory of the file sink every record is shipped to")
 	cmd.Flags().BoolVar(&quiet, "quiet", false, "log warnings and errors only")
 	return cmd
 }
 
-func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string, log *slog.Logger) error {
+func runDemo(ctx context.Context, e *env, listenAddr, dashAddr, storePath, shipDir string, log *slog.Logger) error {
 	upstreamKey := randomHex(16)
 	aoaiURL, stopAOAI, err := emulator.ListenAOAI(ctx, "127.0.0.1:0", emulator.AOAIConfig{
 		Deployments: map[string]string{
@@ -149,6 +150,11 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string,
 		return err
 	}
 
+	dash, err := listenDashboard(dashAddr, "", shipper.Names(), st, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "Dashboard: http://%s/\n", dash.ln.Addr())
 	fmt.Fprintf(e.stdout, "Tapline demo: a gateway on %s in front of an emulated Azure OpenAI.\n", base)
 	fmt.Fprintf(e.stdout, "Gateway key for the caller \"demo\" (shown once): %s\n", demoKey)
 	fmt.Fprintf(e.stdout, "Records: tapline query requests --store %s\n", storePath)
@@ -163,7 +169,7 @@ func runDemo(ctx context.Context, e *env, listenAddr, storePath, shipDir string,
 	fmt.Fprintln(e.stdout, "Or as an Entra ID user (a token from the emulated tenant, recorded as ana@contoso.example):")
 	fmt.Fprintf(e.stdout, "curl -sS '%s/openai/v1/chat/completions' -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"model\":\"gpt-4o-mini\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello as Ana\"}]}'\n",
 		base, userToken)
-	return runAll(ctx, st, shipper.Names(), []*server{srv}, log, shipper.Run, func(ctx context.Context) error {
+	return runAll(ctx, st, shipper.Names(), []*server{srv, dash}, log, shipper.Run, func(ctx context.Context) error {
 		return collectEvery(ctx, collector, time.Minute, log)
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -153,7 +154,7 @@ func TestDemo(t *testing.T) {
 	out := &syncBuffer{}
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--store", db, "--ship-dir", shipped, "--quiet"}, out, io.Discard)
+		done <- run(ctx, []string{"demo", "--listen", "127.0.0.1:0", "--dashboard", "127.0.0.1:0", "--store", db, "--ship-dir", shipped, "--quiet"}, out, io.Discard)
 	}()
 
 	var lines []string
@@ -182,6 +183,23 @@ func TestDemo(t *testing.T) {
 		}
 		if json.Unmarshal(body, &chat) != nil || len(chat.Choices) == 0 || chat.Choices[0].Message.Content == "" {
 			t.Fatalf("curl got %s", body)
+		}
+	}
+
+	// The dashboard's URL comes first, and every view answers.
+	first, _, _ := strings.Cut(out.String(), "\n")
+	dashURL, ok := strings.CutPrefix(first, "Dashboard: ")
+	if !ok || !strings.HasPrefix(dashURL, "http://127.0.0.1:") {
+		t.Fatalf("the first line is not the dashboard URL: %q", first)
+	}
+	for _, view := range []string{"", "requests", "usage", "activity", "delivery", "limits"} {
+		resp, err := http.Get(dashURL + view)
+		if err != nil {
+			t.Fatalf("dashboard /%s: %v", view, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("dashboard /%s: %s", view, resp.Status)
 		}
 	}
 
@@ -235,6 +253,16 @@ func TestDemo(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(csv, "principal,deployment,requests,") || !strings.Contains(csv, "key:demo,gpt-4o,1,") {
 		t.Errorf("usage csv:\n%s", csv)
 	}
+	// The dashboard's CSV download is the same bytes for the same filters.
+	resp, err := http.Get(dashURL + "usage.csv?by=principal,deployment&since=all")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dashCSV, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(dashCSV) != csv {
+		t.Errorf("dashboard usage.csv:\n%s\nquery usage --format csv:\n%s", dashCSV, csv)
+	}
 
 	// Every record reaches the demo's file sink, and query sinks says so.
 	var state string
@@ -270,6 +298,7 @@ func TestDemo(t *testing.T) {
 	if int64(len(ids)) != st.ConfirmedSeq || len(ids) < 13*25+7 {
 		t.Errorf("the file sink holds %d distinct records; the store released %d", len(ids), st.ConfirmedSeq)
 	}
+
 	// The demo key's small limit: repeating its curl soon gets a 429, as
 	// the demo says. Windows are fixed minutes, so one boundary may let
 	// up to 2*demoRPM calls through; 2*demoRPM+1 calls always meet a 429.

@@ -37,6 +37,8 @@ type Filter struct {
 	// case-insensitively for ASCII letters (SQLite's lower()).
 	Text  string
 	Limit int // at most this many, oldest first; 0: all
+
+	pending bool // only records not yet released (rollup.go)
 }
 
 // where renders f as a SQL WHERE clause (with leading space) and its args.
@@ -70,6 +72,9 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.State != "" {
 		add(`state = ?`, f.State)
+	}
+	if f.pending {
+		conds = append(conds, `seq IS NULL`)
 	}
 	if f.Text != "" {
 		conds = append(conds, `(instr(lower(coalesce(json_extract(data, '$.prompt.text'), '')), lower(?)) > 0
@@ -156,6 +161,11 @@ type UsageRow struct {
 // Usage sums the usage of gateway_request records per group, ordered by the
 // group keys. Groups without requests are not returned.
 func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
+	return s.usage(ctx, q, false)
+}
+
+// usage is Usage over every record, or over the pending ones alone.
+func (s *Store) usage(ctx context.Context, q UsageQuery, pending bool) ([]UsageRow, error) {
 	var keys, names []string
 	for i, by := range q.By {
 		expr, ok := usageGroups[by]
@@ -165,7 +175,7 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
 		keys = append(keys, fmt.Sprintf("%s AS k%d", expr, i))
 		names = append(names, fmt.Sprintf("k%d", i))
 	}
-	where, args := Filter{Kind: record.KindGatewayRequest, Since: q.Since, Until: q.Until}.where()
+	where, args := Filter{Kind: record.KindGatewayRequest, Since: q.Since, Until: q.Until, pending: pending}.where()
 	inner := slices.Concat(keys, []string{
 		`json_extract(data, '$.status') AS status`,
 		`json_extract(data, '$.usage.prompt_tokens') AS prompt`,

@@ -66,6 +66,19 @@ var migrations = [][]string{
 		`ALTER TABLE cursors ADD COLUMN last_error TEXT`,
 		`ALTER TABLE cursors ADD COLUMN last_error_at INTEGER`,
 	},
+	// 4: dashboard indexes (internal/dashboard). The dashboard filters
+	// gateway calls by caller, deployment and status, newest first; these
+	// expression indexes find a page of a rare caller or status without
+	// reading every record. Their expressions are those of Filter.where
+	// and limitedWhere (dashboard.go). usage_hourly keeps the usage of
+	// gateway calls per hour, through triggers (rollup.go).
+	append([]string{
+		`CREATE INDEX records_principal_time ON records(kind, ` + principalSQL + `, time)`,
+		`CREATE INDEX records_deployment_time ON records(kind, json_extract(data, '$.deployment'), time)`,
+		`CREATE INDEX records_status_time ON records(kind, json_extract(data, '$.status'), time)`,
+		// The calls refused by limits, a small part of all (dashboard.go).
+		`CREATE INDEX records_throttled_time ON records(kind, state, time) WHERE ` + limitedWhere,
+	}, rollupMigration()...),
 }
 
 // migrate applies the migrations the database has not seen, each in its own
