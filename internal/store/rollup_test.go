@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -147,4 +148,27 @@ func TestSeriesFromRollupMatchesRecords(t *testing.T) {
 	if total == 0 {
 		t.Error("the series is empty")
 	}
+}
+
+// TestUsageFastAfterRecovery: records left pending by a crash are released
+// as interrupted at the next Open, and their usage joins usage_hourly.
+func TestUsageFastAfterRecovery(t *testing.T) {
+	cfg := testConfig(t)
+	s, err := Open(t.Context(), cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rollupFixture(t, s) // leaves ten strict calls begun and never finished
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
+	if s.Recovered() != 10 {
+		t.Fatalf("recovered %d records, want 10", s.Recovered())
+	}
+	var pending int64
+	if err := s.rdb.QueryRowContext(t.Context(), `SELECT count(*) FROM records WHERE seq IS NULL`).Scan(&pending); err != nil || pending != 0 {
+		t.Fatalf("pending after recovery: %d, %v", pending, err)
+	}
+	checkUsageFast(t, s)
 }
