@@ -198,16 +198,23 @@ func (s *server) run(ctx context.Context, log *slog.Logger) error {
 	return nil
 }
 
-// maintain prunes the store on a schedule until ctx ends. Records leave
-// only after every sink has confirmed them and retention has passed.
-func maintain(ctx context.Context, st *store.Store, sinks []string, every time.Duration, log *slog.Logger) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
+// maintain sums usage into the store's rollup every rollupEvery and
+// prunes it every pruneEvery, until ctx ends. Records leave only after
+// every sink has confirmed them and retention has passed.
+func maintain(ctx context.Context, st *store.Store, sinks []string, log *slog.Logger) error {
+	prune := time.NewTicker(pruneEvery)
+	defer prune.Stop()
+	rollup := time.NewTicker(rollupEvery)
+	defer rollup.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-rollup.C:
+			if _, err := st.RollUp(ctx); err != nil && ctx.Err() == nil {
+				log.Error("roll up usage", "err", err)
+			}
+		case <-prune.C:
 			n, err := st.Prune(ctx, time.Now(), sinks)
 			switch {
 			case err != nil && ctx.Err() == nil:
@@ -218,6 +225,13 @@ func maintain(ctx context.Context, st *store.Store, sinks []string, every time.D
 		}
 	}
 }
+
+// The store's maintenance schedule: the usage rollup keeps the dashboard's
+// usage and overview fast (queries stay exact without it).
+const (
+	rollupEvery = 10 * time.Second
+	pruneEvery  = 10 * time.Minute
+)
 
 // runAll runs the listeners, the store's maintenance (bounded by the
 // cursors of sinks) and any other parts (the collector's schedule, the
@@ -230,7 +244,7 @@ func runAll(ctx context.Context, st *store.Store, sinks []string, servers []*ser
 	for _, p := range parts {
 		g.Go(func() error { return p(ctx) })
 	}
-	g.Go(func() error { return maintain(ctx, st, sinks, 10*time.Minute, log) })
+	g.Go(func() error { return maintain(ctx, st, sinks, log) })
 	return g.Wait()
 }
 

@@ -204,8 +204,8 @@ func (s *Store) Series(ctx context.Context, since, until time.Time, step time.Du
 		out[i].Start = since.Add(time.Duration(i) * step).UTC()
 	}
 	if step%time.Hour == 0 && since.UnixNano()%hourNanos == 0 {
-		// Whole hours of released records from usage_hourly, plus the few
-		// pending ones it does not hold yet.
+		// Whole hours from usage_hourly, plus the records it does not
+		// hold yet (pending, or released after the last RollUp).
 		if err := s.seriesHours(ctx, since, until, step, out); err != nil {
 			return nil, err
 		}
@@ -214,10 +214,10 @@ func (s *Store) Series(ctx context.Context, since, until time.Time, step time.Du
 	return out, s.seriesRecords(ctx, since, until, step, out, false)
 }
 
-// seriesRecords adds the gateway records of [since, until) (only the
-// pending ones if pending) to the buckets of out.
-func (s *Store) seriesRecords(ctx context.Context, since, until time.Time, step time.Duration, out []Bucket, pending bool) error {
-	where, args := Filter{Kind: record.KindGatewayRequest, Since: since, Until: until, pending: pending}.where()
+// seriesRecords adds the gateway records of [since, until) (only those
+// not in usage_hourly if unrolled) to the buckets of out.
+func (s *Store) seriesRecords(ctx context.Context, since, until time.Time, step time.Duration, out []Bucket, unrolled bool) error {
+	where, args := Filter{Kind: record.KindGatewayRequest, Since: since, Until: until, unrolled: unrolled}.where()
 	q := `SELECT (time - ?) / ?, count(*),
 		coalesce(sum(json_extract(data, '$.usage.total_tokens')), 0),
 		coalesce(sum(st >= 400), 0), coalesce(sum(st = 429), 0)

@@ -38,7 +38,7 @@ type Filter struct {
 	Text  string
 	Limit int // at most this many, oldest first; 0: all
 
-	pending bool // only records not yet released (rollup.go)
+	unrolled bool // only records not yet in usage_hourly: pending, or after usage_rollup (rollup.go)
 }
 
 // where renders f as a SQL WHERE clause (with leading space) and its args.
@@ -73,8 +73,8 @@ func (f Filter) where() (string, []any) {
 	if f.State != "" {
 		add(`state = ?`, f.State)
 	}
-	if f.pending {
-		conds = append(conds, `seq IS NULL`)
+	if f.unrolled {
+		conds = append(conds, `(seq IS NULL OR seq > (SELECT seq FROM usage_rollup))`)
 	}
 	if f.Text != "" {
 		conds = append(conds, `(instr(lower(coalesce(json_extract(data, '$.prompt.text'), '')), lower(?)) > 0
@@ -164,8 +164,8 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
 	return s.usage(ctx, q, false)
 }
 
-// usage is Usage over every record, or over the pending ones alone.
-func (s *Store) usage(ctx context.Context, q UsageQuery, pending bool) ([]UsageRow, error) {
+// usage is Usage over every record, or over those not in usage_hourly.
+func (s *Store) usage(ctx context.Context, q UsageQuery, unrolled bool) ([]UsageRow, error) {
 	var keys, names []string
 	for i, by := range q.By {
 		expr, ok := usageGroups[by]
@@ -175,7 +175,7 @@ func (s *Store) usage(ctx context.Context, q UsageQuery, pending bool) ([]UsageR
 		keys = append(keys, fmt.Sprintf("%s AS k%d", expr, i))
 		names = append(names, fmt.Sprintf("k%d", i))
 	}
-	where, args := Filter{Kind: record.KindGatewayRequest, Since: q.Since, Until: q.Until, pending: pending}.where()
+	where, args := Filter{Kind: record.KindGatewayRequest, Since: q.Since, Until: q.Until, unrolled: unrolled}.where()
 	inner := slices.Concat(keys, []string{
 		`json_extract(data, '$.status') AS status`,
 		`json_extract(data, '$.usage.prompt_tokens') AS prompt`,

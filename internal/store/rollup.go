@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"slices"
 	"strings"
@@ -127,24 +128,96 @@ func rollupMigration() []string {
 		// hour is the record's time in whole hours since the Unix epoch.
 		`CREATE TABLE usage_hourly (hour INTEGER NOT NULL, ` + strings.Join(cols, ", ") +
 			`, PRIMARY KEY (hour, ` + strings.Join(keys, ", ") + `)) WITHOUT ROWID`,
+		// usage_hourly holds the released gateway records with seq up to
+		// usage_rollup.seq. RollUp moves it on in batches, off the calls'
+		// path; queries add the records after it and the pending ones
+		// (records_pending), so every answer is exact at any moment.
+		`CREATE TABLE usage_rollup (seq INTEGER NOT NULL)`,
+		`INSERT INTO usage_rollup SELECT coalesce(max(seq), 0) FROM records`,
 		`INSERT INTO usage_hourly SELECT time / ` + fmt.Sprint(hourNanos) + `, ` + strings.Join(exprs, ", ") + `, ` +
 			strings.Join(sumExprs, ", ") + ` FROM records WHERE kind = ` + gw + ` AND seq IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6`,
-		// Only released records are summed: a pending one (strict audit's
-		// started row) is counted when Finish or recovery releases it, so
-		// a call parses its payload here once, not on its Begin as well.
-		// UsageFast adds the few pending records from records_pending.
 		`CREATE INDEX records_pending ON records(kind, time) WHERE seq IS NULL`,
-		`CREATE TRIGGER usage_hourly_insert AFTER INSERT ON records WHEN NEW.kind = ` + gw +
-			` AND NEW.seq IS NOT NULL BEGIN ` + rollupUpsert("NEW", 1, "true") + ` END`,
+		// Prune and drop_oldest delete released records; those already
+		// summed leave the sums with them. Pending records are never deleted.
 		`CREATE TRIGGER usage_hourly_delete AFTER DELETE ON records WHEN OLD.kind = ` + gw +
-			` AND OLD.seq IS NOT NULL BEGIN ` + rollupUpsert("OLD", -1, "true") + ` END`,
-		// Finish and recovery release a pending record (and may rewrite its
-		// kind, time and data); a released record is never rewritten, but
-		// if one were, it would move its usage.
-		`CREATE TRIGGER usage_hourly_update AFTER UPDATE OF seq, kind, time, data ON records
-			WHEN NEW.seq IS NOT NULL BEGIN ` +
-			rollupUpsert("OLD", -1, "OLD.kind = "+gw+" AND OLD.seq IS NOT NULL") + ` ` +
-			rollupUpsert("NEW", 1, "NEW.kind = "+gw) + ` END`,
+			` AND OLD.seq <= (SELECT seq FROM usage_rollup) BEGIN ` + rollupUpsert("OLD", -1, "true") + ` END`,
+	}
+}
+
+// rollupStep bounds the records one RollUp transaction sums, so that the
+// writer is not held up for long under a backlog.
+const rollupStep = 5000
+
+// rollupBatchSQL sums the released gateway records with seq in (?1, ?2]
+// into usage_hourly, parsing each payload once (json_each), and moves
+// usage_rollup to ?2.
+func rollupBatchSQL() string {
+	keys, sums := rollupCols()
+	vals := []string{`time / ` + fmt.Sprint(hourNanos)}
+	for _, k := range rollupKeys {
+		vals = append(vals, k.pivot)
+	}
+	for _, s := range rollupSums {
+		vals = append(vals, "sum("+s.pivot+")")
+	}
+	col := func(key, name string) string {
+		return fmt.Sprintf("max(CASE WHEN j.key = '%s' THEN j.value END) AS %s", key, name)
+	}
+	// LEFT JOIN: a payload without any of the keys is still one call.
+	pivot := `SELECT r.time AS time, ` + strings.Join([]string{
+		col("principal", "p"), col("deployment", "deployment"), col("model_returned", "model_returned"),
+		col("model_requested", "model_requested"), col("operation", "operation"), col("backend", "backend"),
+		col("status", "status"), col("usage", "u"),
+	}, ", ") + ` FROM records r LEFT JOIN json_each(r.data) j ON j.key IN ('principal', 'deployment',
+		'model_returned', 'model_requested', 'operation', 'backend', 'status', 'usage')
+		WHERE r.kind = 'gateway_request' AND r.seq > ?1 AND r.seq <= ?2 GROUP BY r.rowid`
+	var set []string
+	for _, c := range sums {
+		set = append(set, fmt.Sprintf("%s = %s + excluded.%s", c, c, c))
+	}
+	return `INSERT INTO usage_hourly (hour, ` + strings.Join(keys, ", ") + `, ` + strings.Join(sums, ", ") + `)
+		SELECT ` + strings.Join(vals, ", ") + ` FROM (` + pivot + `) WHERE true GROUP BY 1, 2, 3, 4, 5, 6
+		ON CONFLICT (hour, ` + strings.Join(keys, ", ") + `) DO UPDATE SET ` + strings.Join(set, ", ")
+}
+
+// RollUp sums the released gateway records not yet in usage_hourly, in
+// transactions of at most rollupStep records, and returns how many seqs it
+// moved past. `tapline serve` runs it every few seconds; the usage and
+// series queries are exact without it, only slower as the records after
+// the rollup grow.
+func (s *Store) RollUp(ctx context.Context) (int, error) {
+	q := rollupBatchSQL()
+	total := 0
+	for {
+		var n int
+		fn := func(ctx context.Context, tx *sql.Tx, _ int64) error {
+			var from, last int64
+			if err := tx.QueryRowContext(ctx, `SELECT seq FROM usage_rollup`).Scan(&from); err != nil {
+				return err
+			}
+			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM records`).Scan(&last); err != nil {
+				return err
+			}
+			to := min(last, from+rollupStep)
+			if to <= from {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, q, from, to); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE usage_rollup SET seq = ?`, to); err != nil {
+				return err
+			}
+			n = int(to - from)
+			return nil
+		}
+		if _, err := s.do(ctx, &request{op: opExec, fn: fn}); err != nil {
+			return total, fmt.Errorf("roll up usage: %w", err)
+		}
+		total += n
+		if n < rollupStep {
+			return total, nil
+		}
 	}
 }
 
@@ -184,7 +257,7 @@ func (s *Store) UsageFast(ctx context.Context, q UsageQuery) ([]UsageRow, error)
 	if err != nil {
 		return nil, err
 	}
-	pending, err := s.usage(ctx, UsageQuery{By: q.By, Since: hourTime(from), Until: hourTime(to)}, true)
+	pending, err := s.usage(ctx, UsageQuery{By: q.By, Since: hourTime(from), Until: hourTime(to)}, true) // not rolled up
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,7 +94,19 @@ func checkUsageFast(t *testing.T, s *Store) {
 func TestUsageFastMatchesUsage(t *testing.T) {
 	s := openStore(t, Config{})
 	rollupFixture(t, s)
+	checkUsageFast(t, s) // nothing rolled up yet: every record is read
+	n, err := s.RollUp(t.Context())
+	if err != nil || n == 0 {
+		t.Fatalf("RollUp: %d, %v", n, err)
+	}
+	var hours int
+	if err := s.rdb.QueryRowContext(t.Context(), `SELECT count(*) FROM usage_hourly`).Scan(&hours); err != nil || hours == 0 {
+		t.Fatalf("usage_hourly holds %d rows after RollUp, %v", hours, err)
+	}
 	checkUsageFast(t, s)
+	if n, err := s.RollUp(t.Context()); err != nil || n != 0 {
+		t.Errorf("a second RollUp moved %d, %v", n, err)
+	}
 
 	// Records leave: pruned after delivery, the rollup follows.
 	if err := s.SetCursor(t.Context(), "sink", 300); err != nil {
@@ -104,6 +117,32 @@ func TestUsageFastMatchesUsage(t *testing.T) {
 		t.Fatalf("Prune: %d, %v", n, err)
 	}
 	checkUsageFast(t, s)
+
+	// More calls after the rollup are read from records until the next.
+	rollupFixture(t, s)
+	checkUsageFast(t, s)
+	if _, err := s.RollUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	checkUsageFast(t, s)
+}
+
+func TestRollUpInSteps(t *testing.T) {
+	s := openStore(t, Config{})
+	var recs []record.Record
+	for i := range rollupStep + 123 {
+		recs = append(recs, gwRec(t, fmt.Sprintf("s%05d", i), t0.Add(time.Duration(i)*time.Second),
+			record.GatewayRequest{State: record.StateCompleted, Status: 200, Usage: &record.Usage{TotalTokens: 2}}))
+	}
+	mustAppend(t, s, recs...)
+	n, err := s.RollUp(t.Context())
+	if err != nil || n != rollupStep+123 {
+		t.Fatalf("RollUp = %d, %v; want every record in two steps", n, err)
+	}
+	got, err := s.usageHours(t.Context(), nil, -1<<62, 1<<62)
+	if err != nil || len(got) != 1 || got[0].Requests != int64(len(recs)) || got[0].TotalTokens != 2*int64(len(recs)) {
+		t.Errorf("usage_hourly sums %+v, %v", got, err)
+	}
 }
 
 // TestUsageRollupBackfill checks that migration 4 fills usage_hourly from
@@ -114,9 +153,15 @@ func TestUsageRollupBackfill(t *testing.T) {
 	if _, err := s.wdb.ExecContext(t.Context(), `DELETE FROM usage_hourly`); err != nil {
 		t.Fatal(err)
 	}
-	stmts := rollupMigration()
-	if _, err := s.wdb.ExecContext(t.Context(), stmts[1]); err != nil { // the backfill
+	if _, err := s.wdb.ExecContext(t.Context(), `UPDATE usage_rollup SET seq = (SELECT max(seq) FROM records)`); err != nil {
 		t.Fatal(err)
+	}
+	for _, stmt := range rollupMigration() {
+		if strings.HasPrefix(stmt, "INSERT INTO usage_hourly SELECT") { // the backfill
+			if _, err := s.wdb.ExecContext(t.Context(), stmt); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	checkUsageFast(t, s)
 }
@@ -128,6 +173,16 @@ func TestSeriesFromRollupMatchesRecords(t *testing.T) {
 	fast, err := s.Series(t.Context(), since, since.Add(72*time.Hour), 6*time.Hour)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := s.RollUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fast2, err := s.Series(t.Context(), since, since.Add(72*time.Hour), 6*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(fast, fast2); diff != "" {
+		t.Errorf("Series changed with RollUp (-before +after):\n%s", diff)
 	}
 	// The same range with a since off the hour reads records; shift back.
 	slow, err := s.Series(t.Context(), since.Add(-time.Nanosecond), since.Add(72*time.Hour-time.Nanosecond), 6*time.Hour)
@@ -169,6 +224,10 @@ func TestUsageFastAfterRecovery(t *testing.T) {
 	var pending int64
 	if err := s.rdb.QueryRowContext(t.Context(), `SELECT count(*) FROM records WHERE seq IS NULL`).Scan(&pending); err != nil || pending != 0 {
 		t.Fatalf("pending after recovery: %d, %v", pending, err)
+	}
+	checkUsageFast(t, s)
+	if _, err := s.RollUp(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 	checkUsageFast(t, s)
 }
