@@ -101,6 +101,10 @@ func runDemo(ctx context.Context, e *env, listenAddr, dashAddr, storePath, shipD
 	if err != nil {
 		return err
 	}
+	internKey, internHash, err := auth.NewKey()
+	if err != nil {
+		return err
+	}
 	cfg := &config.Config{
 		Store: config.Store{Path: storePath},
 		Azure: config.Azure{TenantID: demoTenant, Authority: idpURL, ARMEndpoint: armURL,
@@ -112,8 +116,11 @@ func runDemo(ctx context.Context, e *env, listenAddr, dashAddr, storePath, shipD
 			Auth: config.GatewayAuth{
 				// The newcomer's key has a small limit, so that a 429 is
 				// one shell loop away; the demo's own traffic uses others.
+				// "intern" has a tiny daily quota: its second call is refused
+				// (403), so the dashboard's Limits view has something to show.
 				Keys: []config.Key{{Name: "demo", Hash: demoHash, Limits: &config.LimitValues{RPM: demoRPM}},
-					{Name: "analytics-team", Hash: teamHash}},
+					{Name: "analytics-team", Hash: teamHash},
+					{Name: "intern", Hash: internHash, Limits: &config.LimitValues{TokensPerDay: 20}}},
 				Entra: &config.Entra{Tenants: []string{demoTenant}, Audiences: []string{demoAudience}},
 			},
 			Backends: []config.Backend{{Name: "emulated-eastus", URL: aoaiURL, Auth: config.AuthAPIKey,
@@ -140,7 +147,7 @@ func runDemo(ctx context.Context, e *env, listenAddr, dashAddr, storePath, shipD
 		return err
 	}
 	base := "http://" + srv.ln.Addr().String()
-	go demoTraffic(ctx, base, log, "api-key", teamKey, "Authorization", "Bearer "+appToken)
+	go demoTraffic(ctx, base, log, internKey, "api-key", teamKey, "Authorization", "Bearer "+appToken)
 	collector, err := newCollector(cfg, st, log)
 	if err != nil {
 		return err
@@ -188,7 +195,7 @@ const (
 // demoTraffic makes a few calls as other callers (each given as a header
 // name and value), so that the queries have something to show from the
 // first minute.
-func demoTraffic(ctx context.Context, base string, log *slog.Logger, creds ...string) {
+func demoTraffic(ctx context.Context, base string, log *slog.Logger, internKey string, creds ...string) {
 	calls := []struct{ path, body string }{
 		{"/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21",
 			`{"messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Summarise our Q3 plan; mail it to ana@contoso.com"}]}`},
@@ -215,6 +222,25 @@ func demoTraffic(ctx context.Context, base string, log *slog.Logger, creds ...st
 			if ctx.Err() == nil {
 				log.Warn("demo call failed", "err", err)
 			}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// The intern's quota admits the first call (tokens are admitted while
+	// the day's count is under budget) and refuses the second.
+	for range 2 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+			base+"/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21",
+			bytes.NewBufferString(`{"messages":[{"role":"user","content":"Explain our travel policy in detail, with examples for every region."}]}`))
+		if err != nil {
+			return
+		}
+		req.Header.Set("api-key", internKey)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("User-Agent", "tapline-demo")
+		resp, err := client.Do(req)
+		if err != nil {
 			return
 		}
 		io.Copy(io.Discard, resp.Body)
