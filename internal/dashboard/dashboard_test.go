@@ -97,6 +97,16 @@ func TestRequestFiltersAndPaging(t *testing.T) {
 	if body := get(t, h, "/requests?text=number+42").Body.String(); !strings.Contains(body, "gw-042") || strings.Contains(body, "gw-041") {
 		t.Errorf("text filter: want gw-042 alone")
 	}
+	// A text search covers the last day unless a period is given: gw-100
+	// is 38 hours old.
+	if body := get(t, h, "/requests?text=number+100").Body.String(); strings.Contains(body, "gw-100") {
+		t.Errorf("a text search without since went past the last 24 hours")
+	}
+	for _, since := range []string{"all", "48h"} {
+		if body := get(t, h, "/requests?since="+since+"&text=number+100").Body.String(); !strings.Contains(body, "gw-100") {
+			t.Errorf("since=%s: text search does not find gw-100", since)
+		}
+	}
 	// Walk the pages: every call once, newest first.
 	seen := map[string]bool{}
 	next := "/requests"

