@@ -235,3 +235,35 @@ func TestNewRedisNeedsClient(t *testing.T) {
 		t.Fatal("NewRedis without a client: no error")
 	}
 }
+
+// Concurrent reconciles are each applied exactly once.
+func TestRedisConcurrentReconcilesAllApplied(t *testing.T) {
+	addr, _ := testenv.StartRedis(t)
+	clock := limitertest.NewClock(time.Date(2026, 3, 10, 12, 30, 20, 0, time.UTC))
+	r := newRedis(t, newClient(t, addr), "batch:", clock.Now)
+	lim := ratelimit.Limits{TokensPerMinute: 1_000_000}
+	var res []ratelimit.Reservation
+	for range 300 {
+		d, err := r.Reserve(t.Context(), "bob", lim, ratelimit.Cost{Requests: 1, Tokens: 10})
+		if err != nil || !d.Allowed {
+			t.Fatalf("reserve: %+v, %v", d, err)
+		}
+		res = append(res, d.Reservation)
+	}
+	var wg sync.WaitGroup
+	for _, rv := range res {
+		wg.Go(func() {
+			if err := r.Reconcile(t.Context(), rv, 3); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	d, err := r.Reserve(t.Context(), "bob", lim, ratelimit.Cost{Requests: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(1_000_000 - 300*3); d.RemainingTokens != want {
+		t.Errorf("remaining tokens %d after 300 reconciles to 3, want %d", d.RemainingTokens, want)
+	}
+}
