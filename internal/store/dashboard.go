@@ -217,11 +217,11 @@ func (s *Store) Series(ctx context.Context, since, until time.Time, step time.Du
 // seriesRecords adds the gateway records of [since, until) (only those
 // not in usage_hourly if unrolled) to the buckets of out.
 func (s *Store) seriesRecords(ctx context.Context, since, until time.Time, step time.Duration, out []Bucket, unrolled bool) error {
-	where, args := Filter{Kind: record.KindGatewayRequest, Since: since, Until: until, unrolled: unrolled}.where()
+	src, args := gatewaySource(since, until, unrolled)
 	q := `SELECT (time - ?) / ?, count(*),
 		coalesce(sum(json_extract(data, '$.usage.total_tokens')), 0),
 		coalesce(sum(st >= 400), 0), coalesce(sum(st = 429), 0)
-		FROM (SELECT time, data, json_extract(data, '$.status') AS st FROM records` + where + `)
+		FROM (SELECT time, data, json_extract(data, '$.status') AS st FROM ` + src + `)
 		GROUP BY 1`
 	args = append([]any{since.UnixNano(), int64(step)}, args...)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)

@@ -201,3 +201,28 @@ func TestDashboardIndexesUsed(t *testing.T) {
 		}
 	}
 }
+
+// The records usage_hourly does not hold are found through records_pending
+// and the seq index, never by scanning the period.
+func TestUnrolledSourceUsesIndexes(t *testing.T) {
+	s := queryFixture(t)
+	src, args := gatewaySource(t0.Add(-30*24*time.Hour), t0.Add(time.Hour), true)
+	rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN SELECT count(*) FROM `+src, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	p := strings.Join(plan, "\n")
+	if !strings.Contains(p, "records_pending") || !strings.Contains(p, "(seq>?)") || strings.Contains(p, "records_kind_time") {
+		t.Errorf("plan of the records after the rollup:\n%s", p)
+	}
+}

@@ -38,7 +38,6 @@ type Filter struct {
 	Text  string
 	Limit int // at most this many, oldest first; 0: all
 
-	unrolled bool // only records not yet in usage_hourly: pending, or after usage_rollup (rollup.go)
 }
 
 // where renders f as a SQL WHERE clause (with leading space) and its args.
@@ -72,9 +71,6 @@ func (f Filter) where() (string, []any) {
 	}
 	if f.State != "" {
 		add(`state = ?`, f.State)
-	}
-	if f.unrolled {
-		conds = append(conds, `(seq IS NULL OR seq > (SELECT seq FROM usage_rollup))`)
 	}
 	if f.Text != "" {
 		conds = append(conds, `(instr(lower(coalesce(json_extract(data, '$.prompt.text'), '')), lower(?)) > 0
@@ -164,6 +160,36 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
 	return s.usage(ctx, q, false)
 }
 
+// gatewaySource is what follows FROM to read the gateway records of
+// [since, until) (zero times: unbounded), every one or, when unrolled, only
+// those usage_hourly does not hold yet: the pending ones, through
+// records_pending, and those after the rollup's seq, through the seq index
+// (the unary + keeps SQLite from scanning the time range instead).
+func gatewaySource(since, until time.Time, unrolled bool) (string, []any) {
+	if !unrolled {
+		where, args := Filter{Kind: record.KindGatewayRequest, Since: since, Until: until}.where()
+		return "records" + where, args
+	}
+	var pending, after []string
+	var pargs, aargs []any
+	add := func(col string, op string, v any) {
+		pending = append(pending, col+" "+op+" ?")
+		after = append(after, "+"+col+" "+op+" ?")
+		pargs, aargs = append(pargs, v), append(aargs, v)
+	}
+	add("kind", "=", string(record.KindGatewayRequest))
+	if !since.IsZero() {
+		add("time", ">=", since.UnixNano())
+	}
+	if !until.IsZero() {
+		add("time", "<", until.UnixNano())
+	}
+	src := `(SELECT * FROM records WHERE seq IS NULL AND ` + strings.Join(pending, " AND ") +
+		` UNION ALL SELECT * FROM records WHERE seq > (SELECT seq FROM usage_rollup) AND ` +
+		strings.Join(after, " AND ") + `)`
+	return src, append(pargs, aargs...)
+}
+
 // usage is Usage over every record, or over those not in usage_hourly.
 func (s *Store) usage(ctx context.Context, q UsageQuery, unrolled bool) ([]UsageRow, error) {
 	var keys, names []string
@@ -175,7 +201,7 @@ func (s *Store) usage(ctx context.Context, q UsageQuery, unrolled bool) ([]Usage
 		keys = append(keys, fmt.Sprintf("%s AS k%d", expr, i))
 		names = append(names, fmt.Sprintf("k%d", i))
 	}
-	where, args := Filter{Kind: record.KindGatewayRequest, Since: q.Since, Until: q.Until, unrolled: unrolled}.where()
+	src, args := gatewaySource(q.Since, q.Until, unrolled)
 	inner := slices.Concat(keys, []string{
 		`json_extract(data, '$.status') AS status`,
 		`json_extract(data, '$.usage.prompt_tokens') AS prompt`,
@@ -196,7 +222,7 @@ func (s *Store) usage(ctx context.Context, q UsageQuery, unrolled bool) ([]Usage
 		`coalesce(sum(source = 'estimated'), 0)`,
 	})
 	sqlq := `SELECT ` + strings.Join(outer, ", ") +
-		` FROM (SELECT ` + strings.Join(inner, ", ") + ` FROM records` + where + `)`
+		` FROM (SELECT ` + strings.Join(inner, ", ") + ` FROM ` + src + `)`
 	if len(names) > 0 {
 		sqlq += ` GROUP BY ` + strings.Join(names, ", ") + ` ORDER BY ` + strings.Join(names, ", ")
 	}
