@@ -228,6 +228,12 @@ func (s *Store) seriesRecords(ctx context.Context, since, until time.Time, step 
 	if err != nil {
 		return fmt.Errorf("query series: %w", err)
 	}
+	return addBuckets(rows, out)
+}
+
+// addBuckets adds rows of (bucket index, requests, tokens, errors,
+// throttles) to the buckets of out, and closes rows.
+func addBuckets(rows *sql.Rows, out []Bucket) error {
 	defer rows.Close()
 	for rows.Next() {
 		var i int

@@ -383,20 +383,5 @@ func (s *Store) seriesHours(ctx context.Context, since, until time.Time, step ti
 	if err != nil {
 		return fmt.Errorf("query series: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var i int
-		var b Bucket
-		if err := rows.Scan(&i, &b.Requests, &b.Tokens, &b.Errors, &b.Throttles); err != nil {
-			return fmt.Errorf("query series: %w", err)
-		}
-		if i >= 0 && i < len(out) {
-			b.Start = out[i].Start
-			out[i] = b
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("query series: %w", err)
-	}
-	return nil
+	return addBuckets(rows, out)
 }
