@@ -226,3 +226,27 @@ func TestUnrolledSourceUsesIndexes(t *testing.T) {
 		t.Errorf("plan of the records after the rollup:\n%s", p)
 	}
 }
+
+// RollUp finds its batch through the seq index: through the kind's index
+// or in rowid order it would read every record for every batch.
+func TestRollUpBatchUsesTheSeqIndex(t *testing.T) {
+	s := queryFixture(t)
+	rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+rollupBatchSQL(), 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	p := strings.Join(plan, "\n")
+	if !strings.Contains(p, "(seq>? AND seq<?)") || strings.Contains(p, "records_kind_time") {
+		t.Errorf("plan of a rollup batch:\n%s", p)
+	}
+}
