@@ -35,7 +35,19 @@ mkdir -p "$tools"
 if ! cmp -s scripts/tools/package.json "$tools/package.json" || [ ! -d "$tools/node_modules/openai" ] || [ ! -d "$tools/node_modules/azurite" ]; then
   say "installing npm test tools into .tools/"
   cp scripts/tools/package.json scripts/tools/package-lock.json "$tools/"
-  (cd "$tools" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  # The registry sometimes drops a connection mid-download: try again, from
+  # the cache first.
+  for attempt in 1 2 3; do
+    if (cd "$tools" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null); then
+      break
+    fi
+    if ((attempt == 3)); then
+      say "npm ci failed three times"
+      exit 1
+    fi
+    say "npm ci failed; trying again"
+    sleep $((attempt * 5))
+  done
 fi
 
 # Go modules.
