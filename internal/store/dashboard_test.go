@@ -182,22 +182,9 @@ func TestDashboardIndexesUsed(t *testing.T) {
 		if tt.f.State == "denied" {
 			where, args = limitedFilter(tt.f)
 		}
-		rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN SELECT id FROM records`+where+` ORDER BY time DESC, id DESC LIMIT 51`, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		if !strings.Contains(strings.Join(plan, "\n"), tt.index) {
-			t.Errorf("plan for %+v does not use %s:\n%s", tt.f, tt.index, strings.Join(plan, "\n"))
+		plan := queryPlan(t, s, `SELECT id FROM records`+where+` ORDER BY time DESC, id DESC LIMIT 51`, args...)
+		if !strings.Contains(plan, tt.index) {
+			t.Errorf("plan for %+v does not use %s:\n%s", tt.f, tt.index, plan)
 		}
 	}
 }
@@ -207,21 +194,7 @@ func TestDashboardIndexesUsed(t *testing.T) {
 func TestUnrolledSourceUsesIndexes(t *testing.T) {
 	s := queryFixture(t)
 	src, args := gatewaySource(t0.Add(-30*24*time.Hour), t0.Add(time.Hour), true)
-	rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN SELECT count(*) FROM `+src, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	p := strings.Join(plan, "\n")
+	p := queryPlan(t, s, `SELECT count(*) FROM `+src, args...)
 	if !strings.Contains(p, "records_pending") || !strings.Contains(p, "(seq>?)") || strings.Contains(p, "records_kind_time") {
 		t.Errorf("plan of the records after the rollup:\n%s", p)
 	}
@@ -231,7 +204,16 @@ func TestUnrolledSourceUsesIndexes(t *testing.T) {
 // or in rowid order it would read every record for every batch.
 func TestRollUpBatchUsesTheSeqIndex(t *testing.T) {
 	s := queryFixture(t)
-	rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+rollupBatchSQL(), 0, 1000)
+	p := queryPlan(t, s, rollupBatchSQL(), 0, 1000)
+	if !strings.Contains(p, "(seq>? AND seq<?)") || strings.Contains(p, "records_kind_time") {
+		t.Errorf("plan of a rollup batch:\n%s", p)
+	}
+}
+
+// queryPlan returns SQLite's plan for q, one step a line.
+func queryPlan(t *testing.T, s *Store, q string, args ...any) string {
+	t.Helper()
+	rows, err := s.rdb.QueryContext(t.Context(), `EXPLAIN QUERY PLAN `+q, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,8 +227,5 @@ func TestRollUpBatchUsesTheSeqIndex(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	p := strings.Join(plan, "\n")
-	if !strings.Contains(p, "(seq>? AND seq<?)") || strings.Contains(p, "records_kind_time") {
-		t.Errorf("plan of a rollup batch:\n%s", p)
-	}
+	return strings.Join(plan, "\n")
 }
