@@ -5,7 +5,6 @@ package eventhubs
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/sink"
-	"github.com/tidwall/gjson"
 )
 
 // Partition key choices for Config.PartitionKey.
@@ -312,21 +310,9 @@ func (s *Sink) event(r record.Record) *azeventhubs.EventData {
 func (s *Sink) partitionKey(r record.Record) string {
 	switch {
 	case s.keyMode == PartitionByPrincipal && r.Kind == record.KindGatewayRequest:
-		raw := gjson.GetBytes(r.Data, "principal")
-		if !raw.IsObject() {
-			return ""
-		}
-		var p record.Principal
-		if err := json.Unmarshal([]byte(raw.Raw), &p); err != nil {
-			return ""
-		}
-		return p.ID()
+		return record.PrincipalID(r.Data)
 	case s.keyMode == PartitionByScope && r.Kind == record.KindActivityLog:
-		scope := gjson.GetBytes(r.Data, "scope")
-		if id := scope.Get("id").String(); id != "" {
-			return id
-		}
-		return scope.Get("kind").String() // "tenant" has no id
+		return record.ScopeKey(r.Data)
 	}
 	return ""
 }

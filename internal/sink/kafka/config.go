@@ -58,7 +58,7 @@ const (
 const (
 	KeyNone      = ""          // no key: the producer spreads records over partitions
 	KeyPrincipal = "principal" // gateway_request records keyed by their principal's ID
-	KeyScope     = "scope"     // activity_log records keyed by data.scope.id
+	KeyScope     = "scope"     // activity_log records keyed by record.ScopeKey
 )
 
 // Config is the Kafka sink's configuration (DESIGN.md §4, sinks[].kafka).
@@ -80,9 +80,10 @@ type Config struct {
 	// excludes SASL. It is a secret: it never appears in errors or logs.
 	EventHubsConnectionString string
 	// Key selects the record key: KeyPrincipal keys gateway_request records
-	// by principal (record.Principal.ID), KeyScope keys activity_log records
-	// by data.scope.id; records of the other kind, and records without the
-	// field, have no key. Kafka keeps order per partition only: records of
+	// by principal (record.PrincipalID), KeyScope keys activity_log records
+	// by scope (record.ScopeKey: the scope id, "tenant" for the tenant);
+	// records of the other kind, and records without the field, have no
+	// key. Kafka keeps order per partition only: records of
 	// one key stay in order; for one total order use a one-partition topic.
 	Key string
 	// MaxRecordBytes is the largest record (value, key and headers) the sink

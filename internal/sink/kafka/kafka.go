@@ -13,7 +13,6 @@ import (
 
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/sink"
-	"github.com/tidwall/gjson"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -157,10 +156,9 @@ func (s *Sink) kafkaRecord(r record.Record) *kgo.Record {
 func recordKey(mode string, r record.Record) string {
 	switch {
 	case mode == KeyPrincipal && r.Kind == record.KindGatewayRequest:
-		f := gjson.GetManyBytes(r.Data, "principal.key_name", "principal.upn", "principal.oid")
-		return record.Principal{KeyName: f[0].String(), UPN: f[1].String(), OID: f[2].String()}.ID()
+		return record.PrincipalID(r.Data)
 	case mode == KeyScope && r.Kind == record.KindActivityLog:
-		return gjson.GetBytes(r.Data, "scope.id").String()
+		return record.ScopeKey(r.Data)
 	}
 	return ""
 }
