@@ -62,6 +62,21 @@ func (q *queryFlags) open(ctx context.Context, e *env) (*store.Store, error) {
 	return st, nil
 }
 
+// withStore sets f's time window from the flags, opens the store
+// read-only, and calls fn with it.
+func (q *queryFlags) withStore(ctx context.Context, e *env, f *store.Filter, fn func(*store.Store) error) error {
+	var err error
+	if f.Since, f.Until, err = q.window(time.Now()); err != nil {
+		return err
+	}
+	st, err := q.open(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
+}
+
 func (q *queryFlags) window(now time.Time) (since, until time.Time, err error) {
 	if since, err = parseWhen(q.since, now); err != nil {
 		return since, until, usagef("--since: %v", err)
@@ -110,17 +125,10 @@ func newQueryRequests(e *env) *cobra.Command {
   tapline query requests --config tapline.yaml --principal key:build-bot --status 429 --format json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var err error
-			if f.Since, f.Until, err = q.window(time.Now()); err != nil {
-				return err
-			}
-			st, err := q.open(cmd.Context(), e)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
 			f.Kind = record.KindGatewayRequest
-			return writeRequests(cmd.Context(), e.stdout, q.format, st, f)
+			return q.withStore(cmd.Context(), e, &f, func(st *store.Store) error {
+				return writeRequests(cmd.Context(), e.stdout, q.format, st, f)
+			})
 		},
 	}
 	q.register(cmd)

@@ -52,16 +52,9 @@ func newQueryActivity(e *env) *cobra.Command {
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f := store.Filter{Kind: record.KindActivityLog}
-			var err error
-			if f.Since, f.Until, err = q.window(time.Now()); err != nil {
-				return err
-			}
-			st, err := q.open(cmd.Context(), e)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			return writeActivity(cmd.Context(), e.stdout, q.format, st, f, af, limit)
+			return q.withStore(cmd.Context(), e, &f, func(st *store.Store) error {
+				return writeActivity(cmd.Context(), e.stdout, q.format, st, f, af, limit)
+			})
 		},
 	}
 	q.register(cmd)

@@ -30,19 +30,12 @@ names the limit and the message the caller got.`,
   tapline query throttles --config tapline.yaml --principal key:build-bot --format json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var err error
-			if f.Since, f.Until, err = q.window(time.Now()); err != nil {
-				return err
-			}
-			st, err := q.open(cmd.Context(), e)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
 			// Refused calls are denied records; the limit field tells a
 			// throttle from bad credentials, matched here in Go.
 			f.Kind, f.State = record.KindGatewayRequest, record.StateDenied
-			return writeThrottles(cmd.Context(), e.stdout, q.format, st, f, limit)
+			return q.withStore(cmd.Context(), e, &f, func(st *store.Store) error {
+				return writeThrottles(cmd.Context(), e.stdout, q.format, st, f, limit)
+			})
 		},
 	}
 	q.register(cmd)
