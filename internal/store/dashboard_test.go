@@ -189,6 +189,38 @@ func TestDashboardIndexesUsed(t *testing.T) {
 	}
 }
 
+// Every index that reads the payload is partial: a full one would parse each
+// activity_log event (4 KB) on insert for entries no query reads.
+func TestPayloadIndexesArePartial(t *testing.T) {
+	s := queryFixture(t)
+	rows, err := s.rdb.QueryContext(t.Context(),
+		`SELECT name, partial, coalesce(sql, '') FROM pragma_index_list('records') JOIN sqlite_schema USING (name)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var name, sql string
+		var partial bool
+		if err := rows.Scan(&name, &partial, &sql); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(sql, "json_extract") {
+			seen++
+			if !partial {
+				t.Errorf("index %s reads the payload of every record:\n%s", name, sql)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if seen < 4 {
+		t.Errorf("found %d payload indexes, want the 4 of migrations 4 and 5", seen)
+	}
+}
+
 // The records usage_hourly does not hold are found through records_pending
 // and the seq index, never by scanning the period.
 func TestUnrolledSourceUsesIndexes(t *testing.T) {

@@ -48,7 +48,13 @@ func (f Filter) where() (string, []any) {
 		conds = append(conds, cond)
 		args = append(args, arg)
 	}
-	if f.Kind != "" {
+	switch {
+	case f.Kind == record.KindGatewayRequest,
+		f.Kind == "" && (f.Principal != "" || f.Deployment != "" || f.Operation != "" || f.Status != 0 || f.Text != ""):
+		// The payload fields are those of gateway calls; the literal lets
+		// SQLite use the partial indexes of migration 5.
+		conds = append(conds, gatewayKind)
+	case f.Kind != "":
 		add(`kind = ?`, string(f.Kind))
 	}
 	if !f.Since.IsZero() {
