@@ -201,8 +201,34 @@ func filter(from, to time.Time, tenant bool) string {
 // committed together with the checkpoint, set to the window's end: pages
 // come newest first, so only a complete window proves that nothing before
 // its end is missing.
-func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunOptions) ScopeResult {
-	r := ScopeResult{Scope: sc}
+//
+// A page's commit runs while the next page is fetched and parsed, so a
+// scope keeps the store and ARM busy at once and concurrent scopes' pages
+// share larger group commits. At most one commit per scope is in flight,
+// and the last page waits for it: the checkpoint never passes a page that
+// failed.
+func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunOptions) (r ScopeResult) {
+	r = ScopeResult{Scope: sc}
+	var inflight *pageCommit
+	settle := func() error { // waits for the page in flight, if any, and counts it
+		if inflight == nil {
+			return nil
+		}
+		<-inflight.done
+		p := inflight
+		inflight = nil
+		if p.err != nil {
+			return fmt.Errorf("commit page %d: %w", p.page, p.err)
+		}
+		r.New += p.added
+		r.Duplicates += p.events - p.added
+		return nil
+	}
+	defer func() { // an error return still waits, so no commit outlives the run
+		if err := settle(); err != nil && r.Err == nil {
+			r.Err = err
+		}
+	}()
 	from, to, clamped, err := c.window(ctx, sc, now, opts.Since)
 	if err != nil {
 		r.Err = fmt.Errorf("read checkpoint: %w", err)
@@ -244,12 +270,15 @@ func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunO
 		if opts.DryRun {
 			continue
 		}
-		var added int
-		if next == "" {
-			added, err = c.store.AppendWithCheckpoint(ctx, recs, sc.Key(), to)
-		} else {
-			added, err = c.store.Append(ctx, recs)
+		if err := settle(); err != nil {
+			r.Err = err
+			return r
 		}
+		if next != "" {
+			inflight = c.commitPage(ctx, r.Pages, recs)
+			continue
+		}
+		added, err := c.store.AppendWithCheckpoint(ctx, recs, sc.Key(), to)
 		if err != nil {
 			r.Err = fmt.Errorf("commit page %d: %w", r.Pages, err)
 			return r
@@ -258,4 +287,22 @@ func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunO
 		r.Duplicates += len(recs) - added
 	}
 	return r
+}
+
+// pageCommit is a page's Append running while the next page is read.
+type pageCommit struct {
+	done         chan struct{}
+	page, events int
+	added        int
+	err          error
+}
+
+// commitPage appends recs, page number page, in the background.
+func (c *Collector) commitPage(ctx context.Context, page int, recs []record.Record) *pageCommit {
+	p := &pageCommit{done: make(chan struct{}), page: page, events: len(recs)}
+	go func() {
+		defer close(p.done)
+		p.added, p.err = c.store.Append(ctx, recs)
+	}()
+	return p
 }
