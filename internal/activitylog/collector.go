@@ -257,7 +257,7 @@ func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunO
 		}
 		recs := make([]record.Record, 0, len(events))
 		for _, ev := range events {
-			rec, err := NewRecord(sc, ev, to)
+			rec, err := newRecord(sc, ev, to) // decodePage validated the page
 			if err != nil {
 				r.Err = fmt.Errorf("read page %d: %w", r.Pages+1, err)
 				return r

@@ -55,11 +55,6 @@ func decodePage(body []byte) (events []json.RawMessage, next string, err error) 
 	return events, next, nil
 }
 
-// eventPaths are the EventData fields an activity_log record lifts out
-// (azure-contracts.md §2.5; LocalizableStrings by their value).
-var eventPaths = []string{"eventDataId", "correlationId", "operationName.value", "category.value", "level",
-	"status.value", "caller", "resourceId", "eventTimestamp", "submissionTimestamp", "claims"}
-
 // Claim names (azure-contracts.md §2.5: raw JWT claims, long URI keys for
 // some). The short forms are checked too.
 var (
@@ -118,17 +113,69 @@ func NewRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Rec
 	if !gjson.ValidBytes(raw) || !gjson.ParseBytes(raw).IsObject() {
 		return record.Record{}, fmt.Errorf("%w: an event is not a JSON object", ErrMalformedPage)
 	}
-	v := gjson.GetManyBytes(raw, eventPaths...)
-	str := func(i int) string {
-		if v[i].Type == gjson.String {
-			return v[i].Str
+	return newRecord(scope, raw, fallback)
+}
+
+// eventFields are the EventData fields an activity_log record lifts out
+// (azure-contracts.md §2.5; LocalizableStrings by their value).
+type eventFields struct {
+	EventDataID, CorrelationID, OperationName, Category, Level, Status, Caller, ResourceID string
+	EventTimestamp, SubmissionTimestamp                                                    string
+	Identity                                                                               record.Identity
+}
+
+// liftFields reads ev's top-level members once, in order; where a name
+// repeats, the first one counts, as for a gjson path. Members that are
+// not of the expected type are left empty.
+func liftFields(ev gjson.Result) eventFields {
+	var f eventFields
+	var seen uint16
+	str := func(bit uint16, dst *string, v gjson.Result) {
+		if seen&bit != 0 {
+			return
 		}
-		return ""
+		seen |= bit
+		if v.Type == gjson.String {
+			*dst = v.Str
+		}
 	}
-	f := struct {
-		EventDataID, CorrelationID, OperationName, Category, Level, Status, Caller, ResourceID string
-		EventTimestamp, SubmissionTimestamp                                                    string
-	}{str(0), str(1), str(2), str(3), str(4), str(5), str(6), str(7), str(8), str(9)}
+	ev.ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "eventDataId":
+			str(1<<0, &f.EventDataID, v)
+		case "correlationId":
+			str(1<<1, &f.CorrelationID, v)
+		case "operationName":
+			str(1<<2, &f.OperationName, v.Get("value"))
+		case "category":
+			str(1<<3, &f.Category, v.Get("value"))
+		case "level":
+			str(1<<4, &f.Level, v)
+		case "status":
+			str(1<<5, &f.Status, v.Get("value"))
+		case "caller":
+			str(1<<6, &f.Caller, v)
+		case "resourceId":
+			str(1<<7, &f.ResourceID, v)
+		case "eventTimestamp":
+			str(1<<8, &f.EventTimestamp, v)
+		case "submissionTimestamp":
+			str(1<<9, &f.SubmissionTimestamp, v)
+		case "claims":
+			if seen&(1<<10) == 0 {
+				seen |= 1 << 10
+				f.Identity = claims(v)
+			}
+		}
+		return true
+	})
+	return f
+}
+
+// newRecord is NewRecord for an event already known to be a valid JSON
+// object (decodePage checked the whole page): the event is read once.
+func newRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Record, error) {
+	f := liftFields(gjson.ParseBytes(raw))
 	evTime, errT := time.Parse(time.RFC3339Nano, f.EventTimestamp)
 	subTime, _ := time.Parse(time.RFC3339Nano, f.SubmissionTimestamp)
 	at := evTime
@@ -148,7 +195,7 @@ func NewRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Rec
 		Level:               f.Level,
 		Status:              f.Status,
 		Caller:              f.Caller,
-		Identity:            claims(v[10]),
+		Identity:            f.Identity,
 		ResourceID:          f.ResourceID,
 		EventTimestamp:      evTime.UTC(),
 		SubmissionTimestamp: subTime.UTC(),

@@ -64,9 +64,11 @@ func newRow(i int, rec record.Record) (row, error) {
 		// Payloads are objects (DESIGN.md §5); recovery sets $.state on them.
 		return row{}, invalid("data is not a JSON object")
 	}
-	var state any
-	if v := gjson.GetBytes(rec.Data, "state"); v.Type == gjson.String {
-		state = v.Str
+	var state any // only gateway records have one: other kinds are not searched for it
+	if rec.Kind == record.KindGatewayRequest {
+		if v := gjson.GetBytes(rec.Data, "state"); v.Type == gjson.String {
+			state = v.Str
+		}
 	}
 	return row{
 		id:      rec.ID,
