@@ -66,16 +66,16 @@ func upstream(b *testing.B) *httptest.Server {
 	return srv
 }
 
-// newGateway serves a gateway as `tapline serve` builds it: strict audit,
-// full capture, the configuration's defaults, a real store in b.TempDir().
-// It returns the gateway's URL, a key it accepts and its store.
-func newGateway(b *testing.B, upstreamURL string) (string, string, *store.Store) {
+// newGateway serves a gateway as `tapline serve` builds it: the given
+// audit mode, full capture, the configuration's defaults, a real store in
+// b.TempDir(). It returns the gateway's URL, a key it accepts and its store.
+func newGateway(b *testing.B, upstreamURL string, audit string) (string, string, *store.Store) {
 	b.Helper()
-	return newGatewayWith(b, upstreamURL, nil, ratelimit.Rules{})
+	return newGatewayWith(b, upstreamURL, audit, nil, ratelimit.Rules{})
 }
 
 // newGatewayWith is newGateway with a limiter and its rules (nil: no limits).
-func newGatewayWith(b *testing.B, upstreamURL string, lim ratelimit.Limiter, rules ratelimit.Rules) (string, string, *store.Store) {
+func newGatewayWith(b *testing.B, upstreamURL string, audit string, lim ratelimit.Limiter, rules ratelimit.Rules) (string, string, *store.Store) {
 	b.Helper()
 	key, hash, err := auth.NewKey()
 	if err != nil {
@@ -85,7 +85,7 @@ func newGatewayWith(b *testing.B, upstreamURL string, lim ratelimit.Limiter, rul
 		Store: config.Store{Path: filepath.Join(b.TempDir(), "bench.db")},
 		Gateway: &config.Gateway{
 			Listen:  "127.0.0.1:0",
-			Audit:   config.AuditStrict,
+			Audit:   audit,
 			Capture: config.CaptureFull,
 			Auth:    config.GatewayAuth{Keys: []config.Key{{Name: "bench", Hash: hash}}},
 			Backends: []config.Backend{{Name: "emulator", URL: upstreamURL, Auth: config.AuthAPIKey,
@@ -164,18 +164,27 @@ func run(b *testing.B, base, key, body string, stream bool) {
 	})
 }
 
+// BenchmarkGateway runs each scenario under strict audit (the default)
+// and, as BenchmarkGateway/SCENARIO/standard, under standard audit:
+//
+//	go test -run XXX -bench 'Gateway$' ./bench/
 func BenchmarkGateway(b *testing.B) {
 	for _, sc := range scenarios {
-		b.Run(sc.name, func(b *testing.B) {
-			base, key, st := newGateway(b, upstream(b).URL)
-			run(b, base, key, sc.body, sc.stream)
-			b.StopTimer()
-			// Strict audit writes each call twice (Begin, Finish); group
-			// commit shares transactions between concurrent calls.
-			if stats, err := st.Stats(context.Background()); err == nil && stats.Commits > 0 {
-				b.ReportMetric(float64(stats.Commits)/float64(b.N), "commits/op")
-			}
-		})
+		b.Run(sc.name, func(b *testing.B) { benchGateway(b, sc.body, sc.stream, config.AuditStrict) })
+		b.Run(sc.name+"/standard", func(b *testing.B) { benchGateway(b, sc.body, sc.stream, config.AuditStandard) })
+	}
+}
+
+func benchGateway(b *testing.B, body string, stream bool, audit string) {
+	base, key, st := newGateway(b, upstream(b).URL, audit)
+	cpu0 := cpuTime()
+	run(b, base, key, body, stream)
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	// Strict audit writes each call twice (Begin, Finish); group commit
+	// shares transactions between concurrent calls.
+	if stats, err := st.Stats(context.Background()); err == nil && stats.Commits > 0 {
+		b.ReportMetric(float64(stats.Commits)/float64(b.N), "commits/op")
 	}
 }
 
@@ -183,7 +192,10 @@ func BenchmarkBareProxy(b *testing.B) {
 	for _, sc := range scenarios {
 		b.Run(sc.name, func(b *testing.B) {
 			base := newBareProxy(b, upstream(b).URL)
+			cpu0 := cpuTime()
 			run(b, base, upstreamKey, sc.body, sc.stream)
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
 }
@@ -219,7 +231,7 @@ func BenchmarkGatewayLimits(b *testing.B) {
 					b.Cleanup(func() { l.(io.Closer).Close() })
 					lim = l
 				}
-				base, key, _ := newGatewayWith(b, upstream(b).URL, lim, rules)
+				base, key, _ := newGatewayWith(b, upstream(b).URL, config.AuditStrict, lim, rules)
 				// CPU time per call of this process (caller, emulator and
 				// gateway; not redis-server) is steadier than wall time on
 				// shared cores: the ratio of two modes is the limits' cost.
