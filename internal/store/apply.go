@@ -18,8 +18,9 @@ type stmtID int
 
 const (
 	sInsert stmtID = iota
-	sLookup
-	sFinish
+	sKnown
+	sStart
+	sTake
 	sOldest
 	sDeleteTo
 	sSetCursor
@@ -38,9 +39,10 @@ var stmtSQL = [numStmts]string{
 	// never a silently lost record.
 	sInsert: `INSERT INTO records (id, seq, kind, version, time, state, size, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-	sLookup: `SELECT seq, size FROM records WHERE id = ?`,
-	sFinish: `UPDATE records SET seq = ?, kind = ?, version = ?, time = ?, state = ?, size = ?, data = ?
-		WHERE id = ?`,
+	sKnown: `SELECT 1 FROM records WHERE id = ?`,
+	sStart: `INSERT INTO started (id, seq, kind, version, time, state, size, data)
+		VALUES (?, NULL, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+	sTake: `DELETE FROM started WHERE id = ? RETURNING size`,
 	sOldest:   `SELECT seq, size FROM records WHERE seq <= ? ORDER BY seq LIMIT 512`,
 	sDeleteTo: `DELETE FROM records WHERE seq <= ?`,
 	sSetCursor: `INSERT INTO cursors (sink, seq, updated) VALUES (?, ?, ?)
@@ -123,9 +125,17 @@ func (w *writer) appendRows(ctx context.Context, t *txn, rows []row) (int, error
 	return int(added), nil
 }
 
-// begin inserts r as pending (seq NULL); an id already stored is left alone.
+// begin stores r as started (pending); an id already stored, started or
+// released, is left alone.
 func (w *writer) begin(ctx context.Context, t *txn, r row) error {
-	res, err := t.exec(ctx, sInsert, r.id, nil, r.kind, r.version, r.time, r.state, r.size(), r.data)
+	var one int
+	switch err := t.stmt(ctx, sKnown).QueryRowContext(ctx, r.id).Scan(&one); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("look up record %q: %w", r.id, err)
+	}
+	res, err := t.exec(ctx, sStart, r.id, r.kind, r.version, r.time, r.state, r.size(), r.data)
 	if err != nil {
 		return fmt.Errorf("insert record %q: %w", r.id, err)
 	}
@@ -141,28 +151,23 @@ func (w *writer) begin(ctx context.Context, t *txn, r row) error {
 	return w.fit(ctx, t, r.size(), w.seq)
 }
 
-// finish replaces a pending record and releases it, inserts r as released
-// if its id is unknown, and does nothing if it is already released.
+// finish moves a started record to records as r, released with the next
+// seq; without one it stores r as a new released record, and does nothing
+// if the id is already released, so it is idempotent.
 func (w *writer) finish(ctx context.Context, t *txn, r row) error {
-	floor := w.seq
-	var seq sql.NullInt64
 	var old int64
-	err := t.stmt(ctx, sLookup).QueryRowContext(ctx, r.id).Scan(&seq, &old)
-	switch {
+	switch err := t.stmt(ctx, sTake).QueryRowContext(ctx, r.id).Scan(&old); {
 	case errors.Is(err, sql.ErrNoRows):
 		_, err := w.appendRows(ctx, t, []row{r})
 		return err
 	case err != nil:
-		return fmt.Errorf("look up record %q: %w", r.id, err)
-	case seq.Valid:
-		return nil
+		return fmt.Errorf("take started record %q: %w", r.id, err)
 	}
-	if _, err := t.exec(ctx, sFinish, w.seq+1, r.kind, r.version, r.time, r.state, r.size(), r.data, r.id); err != nil {
-		return fmt.Errorf("release record %q: %w", r.id, err)
-	}
-	w.seq++
+	w.c.records--
 	w.c.pending--
-	return w.fit(ctx, t, r.size()-old, floor)
+	w.c.bytes -= old
+	_, err := w.appendRows(ctx, t, []row{r})
+	return err
 }
 
 // fit accounts for delta more bytes under MaxBytes. Over the bound it

@@ -127,7 +127,7 @@ func (s *Store) page(ctx context.Context, where string, args []any, after Cursor
 		t := after.Time.UnixNano()
 		args = append(args, t, t, after.ID)
 	}
-	q := `SELECT id, kind, version, time, data FROM records` + where + ` ORDER BY time DESC, id DESC LIMIT ?`
+	q := `SELECT id, kind, version, time, data FROM ` + everyRecord + where + ` ORDER BY time DESC, id DESC LIMIT ?`
 	args = append(args, n+1)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -169,7 +169,7 @@ func scanRecord(rows interface{ Scan(...any) error }) (record.Record, error) {
 // Record returns the record with the given id, pending or not, or an error
 // wrapping ErrNotFound.
 func (s *Store) Record(ctx context.Context, id string) (record.Record, error) {
-	row := s.rdb.QueryRowContext(ctx, `SELECT id, kind, version, time, data FROM records WHERE id = ?`, id)
+	row := s.rdb.QueryRowContext(ctx, `SELECT id, kind, version, time, data FROM `+everyRecord+` WHERE id = ?`, id)
 	rec, err := scanRecord(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, fmt.Errorf("read record %q: %w", id, ErrNotFound)

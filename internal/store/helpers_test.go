@@ -128,7 +128,7 @@ func checkStats(t testing.TB, s *Store) Stats {
 	}
 	var db Stats
 	const q = `SELECT count(*), count(*) - count(seq), coalesce(sum(size), 0),
-		coalesce(sum(size = length(CAST(data AS BLOB))), 0) FROM records`
+		coalesce(sum(size = length(CAST(data AS BLOB))), 0) FROM ` + everyRecord
 	var sizesRight int64
 	if err := s.rdb.QueryRowContext(context.Background(), q).Scan(&db.Records, &db.Pending, &db.Bytes, &sizesRight); err != nil {
 		t.Fatalf("count records: %v", err)

@@ -95,7 +95,7 @@ func (f Filter) where() (string, []any) {
 // query holds a read transaction open until Records returns.
 func (s *Store) Records(ctx context.Context, f Filter, fn func(record.Record) error) error {
 	where, args := f.where()
-	q := `SELECT id, kind, version, time, data FROM records` + where + ` ORDER BY time, id`
+	q := `SELECT id, kind, version, time, data FROM ` + everyRecord + where + ` ORDER BY time, id`
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -168,13 +168,13 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
 
 // gatewaySource is what follows FROM to read the gateway records of
 // [since, until) (zero times: unbounded), every one or, when unrolled, only
-// those usage_hourly does not hold yet: the pending ones, through
-// records_pending, and those after the rollup's seq, through the seq index
+// those usage_hourly does not hold yet: the started ones (a small table),
+// and those after the rollup's seq, through the seq index
 // (the unary + keeps SQLite from scanning the time range instead).
 func gatewaySource(since, until time.Time, unrolled bool) (string, []any) {
 	if !unrolled {
 		where, args := Filter{Kind: record.KindGatewayRequest, Since: since, Until: until}.where()
-		return "records" + where, args
+		return everyRecord + where, args
 	}
 	var pending, after []string
 	var pargs, aargs []any
@@ -190,7 +190,7 @@ func gatewaySource(since, until time.Time, unrolled bool) (string, []any) {
 	if !until.IsZero() {
 		add("time", "<", until.UnixNano())
 	}
-	src := `(SELECT * FROM records WHERE seq IS NULL AND ` + strings.Join(pending, " AND ") +
+	src := `(SELECT * FROM started WHERE ` + strings.Join(pending, " AND ") +
 		` UNION ALL SELECT * FROM records WHERE seq > (SELECT seq FROM usage_rollup) AND ` +
 		strings.Join(after, " AND ") + `)`
 	return src, append(pargs, aargs...)

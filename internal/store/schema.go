@@ -92,7 +92,41 @@ var migrations = [][]string{
 		`CREATE INDEX records_deployment_time ON records(json_extract(data, '$.deployment'), time) WHERE ` + gatewayKind,
 		`CREATE INDEX records_status_time ON records(json_extract(data, '$.status'), time) WHERE ` + gatewayKind,
 	},
+	// 6: strict audit's started records wait in a table of their own.
+	// Begun in records, each call paid twice for records' indexes: once
+	// on insert, and again when Finish rewrote the row with its response
+	// (the UPDATE re-keyed every payload index). Now Begin inserts into
+	// started, which holds only the calls in flight and has one index, and
+	// Finish moves the completed record to records with one insert, as
+	// standard audit writes it. started has records' columns (seq always
+	// NULL) so that the two read as one (everyRecord).
+	{
+		`CREATE TABLE started (
+			id      TEXT PRIMARY KEY,
+			seq     INTEGER,
+			kind    TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			time    INTEGER NOT NULL,
+			state   TEXT,
+			size    INTEGER NOT NULL,
+			data    TEXT NOT NULL
+		)`,
+		`INSERT INTO started SELECT id, seq, kind, version, time, state, size, data FROM records WHERE seq IS NULL`,
+		`DELETE FROM records WHERE seq IS NULL`,
+		`DROP INDEX records_pending`,
+	},
 }
+
+// everyRecord reads the released records and the started ones as one table,
+// for the queries that include calls in flight. SQLite pushes a WHERE on
+// it down into both arms, so records' indexes still serve it.
+const everyRecord = `(SELECT * FROM records UNION ALL SELECT * FROM started)`
+
+// countsSQL counts every record (started ones included), the started
+// ones, and their bytes.
+const countsSQL = `SELECT (SELECT count(*) FROM records) + (SELECT count(*) FROM started),
+	(SELECT count(*) FROM started),
+	(SELECT coalesce(sum(size), 0) FROM records) + (SELECT coalesce(sum(size), 0) FROM started)`
 
 // gatewayKind is the WHERE of the partial indexes on gateway calls. Queries
 // must say it literally, not through a parameter, for SQLite to use them.
@@ -148,9 +182,9 @@ type counts struct {
 	dropped int64
 }
 
-// recoverPending releases every pending row, marking it interrupted: those
-// were begun by a process that died before finishing them (DESIGN.md §6).
-// It returns the table's counts afterwards, the last seq, and how many rows
+// recoverPending releases every started record, marking it interrupted:
+// those were begun by a process that died before finishing them (DESIGN.md
+// §6). It returns the counts afterwards, the last seq, and how many records
 // it recovered.
 func recoverPending(ctx context.Context, db *sql.DB) (c counts, lastSeq int64, n int, err error) {
 	tx, err := db.BeginTx(ctx, nil)
@@ -170,30 +204,40 @@ func recoverPending(ctx context.Context, db *sql.DB) (c counts, lastSeq int64, n
 		return c, 0, 0, err
 	}
 	for _, id := range ids {
-		lastSeq++
-		const q = `UPDATE records SET
-			data = json_set(data, '$.state', 'interrupted'),
-			state = 'interrupted',
-			seq = ?,
-			size = length(CAST(json_set(data, '$.state', 'interrupted') AS BLOB))
-			WHERE id = ?`
-		if _, err = tx.ExecContext(ctx, q, lastSeq, id); err != nil {
+		// An id records already holds keeps its released record.
+		const q = `INSERT INTO records (id, seq, kind, version, time, state, size, data)
+			SELECT id, ?, kind, version, time, 'interrupted',
+				length(CAST(json_set(data, '$.state', 'interrupted') AS BLOB)),
+				json_set(data, '$.state', 'interrupted')
+			FROM started WHERE id = ?
+			ON CONFLICT (id) DO NOTHING`
+		res, err := tx.ExecContext(ctx, q, lastSeq+1, id)
+		if err != nil {
 			return c, 0, 0, err
 		}
+		if k, err := res.RowsAffected(); err != nil {
+			return c, 0, 0, err
+		} else if k == 1 {
+			lastSeq++
+			n++
+		}
 	}
-	const q = `SELECT count(*), count(*) - count(seq), coalesce(sum(size), 0) FROM records`
-	if err = tx.QueryRowContext(ctx, q).Scan(&c.records, &c.pending, &c.bytes); err != nil {
+	if _, err = tx.ExecContext(ctx, `DELETE FROM started`); err != nil {
+		return c, 0, 0, err
+	}
+	if err = tx.QueryRowContext(ctx, countsSQL).Scan(&c.records, &c.pending, &c.bytes); err != nil {
 		return c, 0, 0, err
 	}
 	if err = tx.Commit(); err != nil {
 		return c, 0, 0, err
 	}
-	return c, lastSeq, len(ids), nil
+	return c, lastSeq, n, nil
 }
 
-// pendingIDs lists the pending rows oldest first, the order they get seqs in.
+// pendingIDs lists the started records oldest first, the order they get
+// seqs in.
 func pendingIDs(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT id FROM records WHERE seq IS NULL ORDER BY time, id`)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM started ORDER BY time, id`)
 	if err != nil {
 		return nil, err
 	}

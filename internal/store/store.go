@@ -248,8 +248,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	}
 	if s.w == nil {
 		var st Stats
-		const q = `SELECT count(*), count(*) - count(seq), coalesce(sum(size), 0), coalesce(max(seq), 0)
-			FROM records`
+		q := countsSQL + `, (SELECT coalesce(max(seq), 0) FROM records)`
 		if err := s.rdb.QueryRowContext(ctx, q).Scan(&st.Records, &st.Pending, &st.Bytes, &st.LastSeq); err != nil {
 			return Stats{}, fmt.Errorf("read stats: %w", err)
 		}
