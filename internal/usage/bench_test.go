@@ -3,6 +3,7 @@ package usage
 import (
 	"io"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -112,22 +113,44 @@ func BenchmarkInjectIncludeUsage(b *testing.B) {
 	}
 }
 
+// BenchmarkEstimatorPrompt counts a chat prompt's tokens: the same body
+// every time ("repeated": the count cache answers, as for a system prompt
+// or a conversation's earlier turns), and a body whose user message is new
+// every time ("unique": the tokenizer runs on it).
 func BenchmarkEstimatorPrompt(b *testing.B) {
-	body := recorded(b, fixtureChat, "RequestBody")
-	long := []byte(`{"messages":[{"role":"user","content":"` + strings.Repeat("The quick brown fox jumps over the lazy dog. ", 100) + `"}]}`)
+	fixture := recorded(b, fixtureChat, "RequestBody")
+	long := `The quick brown fox jumps over the lazy dog. `
 	for _, bc := range []struct {
 		name string
-		body []byte
-	}{{"fixture", body}, {"4.5KB", long}} {
+		body func(i int) []byte
+	}{
+		{"fixture/repeated", func(int) []byte { return fixture }},
+		{"4.5KB/repeated", func(int) []byte { return chatOf(strings.Repeat(long, 100)) }},
+		{"4.5KB/unique", func(i int) []byte { return chatOf(strconv.Itoa(i) + strings.Repeat(long, 100)) }},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
-			estimator.Prompt(record.OpChatCompletions, "gpt-4o", bc.body) // load the encoding
-			b.SetBytes(int64(len(bc.body)))
+			estimator.Prompt(record.OpChatCompletions, "gpt-4o", bc.body(-1)) // load the encoding
+			bodies := make([][]byte, 1024)
+			for i := range bodies {
+				bodies[i] = bc.body(i)
+			}
+			b.SetBytes(int64(len(bodies[0])))
 			b.ReportAllocs()
+			i := 0
 			for b.Loop() {
-				estimator.Prompt(record.OpChatCompletions, "gpt-4o", bc.body)
+				body := bodies[i%len(bodies)]
+				if i >= len(bodies) && bc.name == "4.5KB/unique" {
+					body = bc.body(i) // past the first round, make a new one
+				}
+				estimator.Prompt(record.OpChatCompletions, "gpt-4o", body)
+				i++
 			}
 		})
 	}
+}
+
+func chatOf(text string) []byte {
+	return []byte(`{"messages":[{"role":"user","content":"` + text + `"}]}`)
 }
 
 // BenchmarkChunk parses one content chunk: of the include-usage fixture

@@ -1,9 +1,11 @@
 package usage
 
 import (
+	"hash/maphash"
 	"strings"
 	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/tidwall/gjson"
 	"github.com/tiktoken-go/tokenizer"
 
@@ -27,7 +29,26 @@ const (
 type Estimator struct {
 	o200k  lazyCodec
 	cl100k lazyCodec
+	counts *lru.Cache[countKey, int] // nil: no cache
 }
+
+// countKey names a text counted in one encoding by its length and a 64-bit
+// seeded hash, so the cache holds no prompt text. Two texts of one length
+// colliding would only misjudge one admission estimate.
+type countKey struct {
+	codec tokenizer.Codec
+	n     int
+	h     uint64
+}
+
+// countCacheSize is how many texts' counts an Estimator remembers. Callers
+// repeat most of what they send: a system prompt on every call, and the
+// whole conversation so far on every turn of a chat, which would otherwise
+// be tokenized again each time (the tokenizer is the dearest step of a
+// limited call).
+const countCacheSize = 16384
+
+var countSeed = maphash.MakeSeed()
 
 type lazyCodec struct {
 	enc   tokenizer.Encoding
@@ -47,9 +68,11 @@ func (l *lazyCodec) get() tokenizer.Codec {
 
 // NewEstimator returns an Estimator. It loads nothing until first used.
 func NewEstimator() *Estimator {
+	counts, _ := lru.New[countKey, int](countCacheSize) // errors only for a size <= 0
 	return &Estimator{
 		o200k:  lazyCodec{enc: tokenizer.O200kBase},
 		cl100k: lazyCodec{enc: tokenizer.Cl100kBase},
+		counts: counts,
 	}
 }
 
@@ -99,7 +122,12 @@ func (e *Estimator) count(c tokenizer.Codec, text string) int {
 		return 0
 	}
 	if c != nil {
+		key := countKey{codec: c, n: len(text), h: maphash.String(countSeed, text)}
+		if n, ok := e.counts.Get(key); ok {
+			return n
+		}
 		if n, err := c.Count(text); err == nil {
+			e.counts.Add(key, n)
 			return n
 		}
 	}

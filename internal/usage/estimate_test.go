@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/tiktoken-go/tokenizer"
 
 	"github.com/tapline/tapline/internal/record"
 )
@@ -70,6 +71,40 @@ func TestCount(t *testing.T) {
 				t.Errorf("Count(%q, %q) = %d, want %d", tt.model, tt.text, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCountCache checks that remembered counts are those of their own text
+// and encoding: texts of one length, the same text in two encodings, each
+// asked twice, the second time from the cache.
+func TestCountCache(t *testing.T) {
+	e := NewEstimator()
+	tests := []struct{ model, text string }{
+		{"gpt-4o", "안녕하세요"}, {"gpt-4", "안녕하세요"}, // 2 and 5 tokens
+		{"gpt-4o", "aaaaaaaaaaaaaaa"}, {"gpt-4o", "a a a a a a a a"}, // one length, different counts
+	}
+	want := make([]int, len(tests))
+	for i, tt := range tests { // straight from the tokenizer, no cache
+		c, err := tokenizer.Get(encodingFor(tt.model))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want[i], err = c.Count(tt.text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want[0] == want[1] || want[2] == want[3] {
+		t.Fatalf("the cases must differ in count: %v", want)
+	}
+	for round := range 2 {
+		for i, tt := range tests {
+			if got := e.Count(tt.model, tt.text); got != want[i] {
+				t.Errorf("round %d: Count(%q, %q) = %d, want %d", round, tt.model, tt.text, got, want[i])
+			}
+		}
+		if n := e.counts.Len(); n != len(tests) {
+			t.Errorf("round %d: the cache holds %d counts, want %d", round, n, len(tests))
+		}
 	}
 }
 
