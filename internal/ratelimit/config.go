@@ -48,14 +48,14 @@ func New(cfg Config, log *slog.Logger) (Limiter, error) {
 	}
 	opts.MaxRetries = -1 // a failed call goes to the fallback policy at once
 	client := redis.NewClient(opts)
-	primary, err := NewRedis(RedisConfig{Client: client, Prefix: cfg.Prefix, Clock: cfg.Clock, Location: cfg.Location})
+	log = log.With("component", "ratelimit")
+	primary, err := NewRedis(RedisConfig{Client: client, Prefix: cfg.Prefix, Clock: cfg.Clock, Location: cfg.Location, Log: log})
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("new limiter: %w", err)
 	}
 	primary.closer = client
-	f, err := NewFallback(FallbackConfig{Primary: primary, Local: local, Policy: cfg.OnRedisError, Clock: cfg.Clock},
-		log.With("component", "ratelimit"))
+	f, err := NewFallback(FallbackConfig{Primary: primary, Local: local, Policy: cfg.OnRedisError, Clock: cfg.Clock}, log)
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("new limiter: %w", err)

@@ -5,17 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
+// RedisClient is what the Redis limiter needs of a connection: scripts and
+// pipelines. *redis.Client is one.
+type RedisClient interface {
+	redis.Scripter
+	Pipeline() redis.Pipeliner
+}
+
 // RedisConfig configures a Redis limiter.
 type RedisConfig struct {
 	// Client is the connection, e.g. redis.NewClient(opts) with opts from
 	// redis.ParseURL(gateway.limits.redis). Required; the caller closes it.
-	Client redis.Scripter
+	Client RedisClient
 	// Prefix starts every key; "" means "tapline:rl:". Replicas sharing
 	// limits must use the same prefix.
 	Prefix string
@@ -29,6 +41,8 @@ type RedisConfig struct {
 	// Timeout bounds each call, so that an unreachable Redis costs a request
 	// this long at most before the fallback policy applies; 0 means 250ms.
 	Timeout time.Duration
+	// Log receives the corrections that could not be applied; nil discards.
+	Log *slog.Logger
 }
 
 // Redis is a Limiter whose counters live in Redis, so any number of gateway
@@ -36,14 +50,46 @@ type RedisConfig struct {
 // atomic across the key's windows; each window is a hash {r, t} under
 // Prefix+"{key}:"+window start, expiring a minute after its window ends. The
 // braces keep a key's windows in one Redis Cluster slot.
+//
+// A call costs one round trip, not two: Reconcile queues its correction,
+// and the next Reserve sends what is queued ahead of its own script in one
+// pipeline, so this replica's corrections are applied, in order, before any
+// of its later admissions. What no Reserve carries within flushAfter is sent
+// on its own, in one pipeline for all of it; Close sends the rest. Other
+// replicas see a correction at most flushAfter late.
 type Redis struct {
-	client  redis.Scripter
+	client  RedisClient
 	prefix  string
 	clock   func() time.Time
 	cal     calendar
 	timeout time.Duration
 	closer  io.Closer // the client, when New created it
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	queue   []correction  // Reconciles not yet sent
+	lastLog time.Time     // of a lost correction: one line a second at most
+	wake    chan struct{} // the flusher's signal: something is queued
+	stop    chan struct{}
+	stopped chan struct{}
+	once    sync.Once
+	// loaded says Redis is known to hold reconcileScript: a correction
+	// refused with NOSCRIPT ahead of a Reserve would be applied after it.
+	loaded atomic.Bool
 }
+
+// correction is one queued Reconcile: delta tokens for each window in keys.
+type correction struct {
+	keys  []string
+	delta int64
+	tries int // sends refused because Redis had lost the script
+}
+
+// flushAfter is how long a correction waits for a Reserve to carry it.
+const flushAfter = 5 * time.Millisecond
+
+// maxTries bounds the sends of a correction refused with NOSCRIPT.
+const maxTries = 3
 
 var _ Limiter = (*Redis)(nil)
 
@@ -56,8 +102,12 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("new redis limiter: no client")
 	}
-	r := &Redis{client: cfg.Client, prefix: cfg.Prefix, clock: cfg.Clock, timeout: cfg.Timeout}
+	r := &Redis{client: cfg.Client, prefix: cfg.Prefix, clock: cfg.Clock, timeout: cfg.Timeout, log: cfg.Log,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	r.cal.loc = cfg.Location
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
 	if r.prefix == "" {
 		r.prefix = "tapline:rl:"
 	}
@@ -67,6 +117,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if r.timeout <= 0 {
 		r.timeout = 250 * time.Millisecond
 	}
+	go r.flusher()
 	return r, nil
 }
 
@@ -145,10 +196,30 @@ func (r *Redis) Reserve(ctx context.Context, key string, lim Limits, cost Cost) 
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	keys := r.keys(key, w.minute.UnixMilli(), w.day.UnixMilli(), w.month.UnixMilli())
-	v, err := reserveScript.Run(ctx, r.client, keys,
-		lim.RequestsPerMinute, lim.TokensPerMinute, lim.TokensPerDay, lim.TokensPerMonth,
-		cost.Requests, cost.Tokens, mask,
-		ttl(w.now, w.minuteEnd), ttl(w.now, w.dayEnd), ttl(w.now, w.monEnd)).Int64Slice()
+	args := []any{lim.RequestsPerMinute, lim.TokensPerMinute, lim.TokensPerDay, lim.TokensPerMonth,
+		cost.Requests, cost.Tokens, mask, ttl(w.now, w.minuteEnd), ttl(w.now, w.dayEnd), ttl(w.now, w.monEnd)}
+	var cmd *redis.Cmd
+	queued := r.take()
+	if len(queued) > 0 && !r.loaded.Load() {
+		if err := r.load(ctx); err != nil {
+			r.requeue(queued...)
+			return Decision{}, fmt.Errorf("reserve in redis: %w", err)
+		}
+	}
+	if len(queued) == 0 {
+		cmd = reserveScript.Run(ctx, r.client, keys, args...)
+	} else {
+		// The queued corrections ride ahead of this script, in one round trip.
+		pipe := r.client.Pipeline()
+		cmds := r.sendTo(ctx, pipe, queued)
+		cmd = reserveScript.EvalSha(ctx, pipe, keys, args...)
+		_, _ = pipe.Exec(ctx) // each command's outcome is read from it
+		r.settle(queued, cmds)
+		if isNoScript(cmd.Err()) { // Redis lost its scripts (restart, SCRIPT FLUSH): Run loads it
+			cmd = reserveScript.Run(ctx, r.client, keys, args...)
+		}
+	}
+	v, err := cmd.Int64Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("reserve in redis: %w", err)
 	}
@@ -159,8 +230,10 @@ func (r *Redis) Reserve(ctx context.Context, key string, lim Limits, cost Cost) 
 }
 
 // Reconcile implements Limiter, with the rules of Memory.Reconcile: windows
-// whose key has expired are not corrected.
-func (r *Redis) Reconcile(ctx context.Context, res Reservation, actual int64) error {
+// whose key has expired are not corrected. It queues the correction (see
+// Redis) and returns at once; a correction Redis cannot take is logged and
+// lost, as a failed call would have lost it.
+func (r *Redis) Reconcile(_ context.Context, res Reservation, actual int64) error {
 	delta := max(actual, 0) - res.tokens
 	if res.mask == 0 || delta == 0 {
 		return nil
@@ -172,19 +245,148 @@ func (r *Redis) Reconcile(ctx context.Context, res Reservation, actual int64) er
 			keys = append(keys, all[i])
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	if err := reconcileScript.Run(ctx, r.client, keys, delta).Err(); err != nil {
-		return fmt.Errorf("reconcile in redis: %w", err)
+	r.requeue(correction{keys: keys, delta: delta})
+	select {
+	case r.wake <- struct{}{}:
+	default:
 	}
 	return nil
 }
 
-// Close closes the Redis client if New created it; a client passed in
-// RedisConfig is the caller's to close.
-func (r *Redis) Close() error {
-	if r.closer == nil {
+func (r *Redis) requeue(c ...correction) {
+	r.mu.Lock()
+	r.queue = append(r.queue, c...)
+	r.mu.Unlock()
+}
+
+// take empties the queue.
+func (r *Redis) take() []correction {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	q := r.queue
+	r.queue = nil
+	return q
+}
+
+// sendTo adds the corrections to pipe, one script call each.
+func (r *Redis) sendTo(ctx context.Context, pipe redis.Pipeliner, cs []correction) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(cs))
+	for i, c := range cs {
+		cmds[i] = reconcileScript.EvalSha(ctx, pipe, c.keys, c.delta)
+	}
+	return cmds
+}
+
+// settle reads the outcome of sent corrections and returns the first error
+// of one that was lost. One refused for a lost script (NOSCRIPT) goes back
+// in the queue: it was not applied. Any other error may or may not have
+// been applied, and the correction is dropped rather than risk counting it
+// twice.
+func (r *Redis) settle(sent []correction, cmds []*redis.Cmd) error {
+	var lost int
+	var first error
+	for i, cmd := range cmds {
+		switch err := cmd.Err(); {
+		case err == nil:
+		case isNoScript(err) && sent[i].tries+1 < maxTries:
+			r.loaded.Store(false) // Redis restarted or flushed its scripts
+			c := sent[i]
+			c.tries++
+			r.requeue(c)
+		default:
+			if lost++; first == nil {
+				first = fmt.Errorf("reconcile in redis: %w", err)
+			}
+		}
+	}
+	if lost == 0 {
 		return nil
 	}
-	return r.closer.Close()
+	r.mu.Lock()
+	now := time.Now()
+	quiet := now.Sub(r.lastLog) < time.Second
+	if !quiet {
+		r.lastLog = now
+	}
+	r.mu.Unlock()
+	if !quiet {
+		r.log.Warn("rate limiter: reservations not corrected in redis", "count", lost, "err", first)
+	}
+	return first
+}
+
+// Flush sends every queued correction now, in one pipeline, and returns
+// the first error of one that was lost. One refused because Redis lost the
+// script is sent again once the script is loaded.
+func (r *Redis) Flush(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	for {
+		queued := r.take()
+		if len(queued) == 0 {
+			return nil
+		}
+		pipe := r.client.Pipeline()
+		cmds := r.sendTo(ctx, pipe, queued)
+		_, _ = pipe.Exec(ctx)
+		if err := r.settle(queued, cmds); err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(cmds, func(c *redis.Cmd) bool { return isNoScript(c.Err()) }) {
+			return nil
+		}
+		if err := r.load(ctx); err != nil {
+			return fmt.Errorf("reconcile in redis: %w", err)
+		}
+	}
+}
+
+// load sends reconcileScript to Redis.
+func (r *Redis) load(ctx context.Context) error {
+	if err := reconcileScript.Load(ctx, r.client).Err(); err != nil {
+		return fmt.Errorf("load the reconcile script: %w", err)
+	}
+	r.loaded.Store(true)
+	return nil
+}
+
+// flusher sends the corrections no Reserve carried within flushAfter.
+func (r *Redis) flusher() {
+	defer close(r.stopped)
+	t := time.NewTimer(flushAfter)
+	t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-r.wake:
+		}
+		t.Reset(flushAfter)
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		_ = r.Flush(context.Background()) // settle logged what was lost
+	}
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// Close sends the queued corrections, stops the flusher, and closes the
+// Redis client if New created it; a client passed in RedisConfig is the
+// caller's to close. Close is idempotent.
+func (r *Redis) Close() error {
+	var err error
+	r.once.Do(func() {
+		close(r.stop)
+		<-r.stopped
+		err = r.Flush(context.Background())
+		if r.closer != nil {
+			err = errors.Join(err, r.closer.Close())
+		}
+	})
+	return err
 }

@@ -3,7 +3,9 @@ package ratelimit_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,11 +26,12 @@ func newClient(t testing.TB, addr string) *redis.Client {
 	return c
 }
 
-func newRedis(t testing.TB, c redis.Scripter, prefix string, clock func() time.Time) *ratelimit.Redis {
+func newRedis(t testing.TB, c ratelimit.RedisClient, prefix string, clock func() time.Time) *ratelimit.Redis {
 	r, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: c, Prefix: prefix, Clock: clock, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { r.Close() })
 	return r
 }
 
@@ -265,5 +268,141 @@ func TestRedisConcurrentReconcilesAllApplied(t *testing.T) {
 	}
 	if want := int64(1_000_000 - 300*3); d.RemainingTokens != want {
 		t.Errorf("remaining tokens %d after 300 reconciles to 3, want %d", d.RemainingTokens, want)
+	}
+}
+
+// roundTrips counts the commands and pipelines a client sends: each is one
+// round trip to Redis.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// minuteTokens reads the tokens counted in the minute window of key.
+func minuteTokens(t *testing.T, c *redis.Client, prefix, key string, now time.Time) int64 {
+	t.Helper()
+	k := prefix + "{" + key + "}:m:" + strconv.FormatInt(now.Truncate(time.Minute).UnixMilli(), 10)
+	n, err := c.HGet(t.Context(), k, "t").Int64()
+	if err != nil {
+		t.Fatalf("HGET %s t: %v", k, err)
+	}
+	return n
+}
+
+// A call costs one round trip: each Reconcile rides with the next Reserve,
+// and every Reserve sees the corrections queued before it.
+func TestRedisReconcileRidesWithNextReserve(t *testing.T) {
+	addr, _ := testenv.StartRedis(t)
+	c := newClient(t, addr)
+	var trips roundTrips
+	c.AddHook(&trips)
+	clock := limitertest.NewClock(time.Date(2026, 3, 10, 12, 30, 20, 0, time.UTC))
+	r := newRedis(t, c, "ride:", clock.Now)
+	lim := ratelimit.Limits{TokensPerMinute: 1_000_000, TokensPerDay: 10_000_000}
+	const calls = 200
+	for i := range calls {
+		d, err := r.Reserve(t.Context(), "erin", lim, ratelimit.Cost{Requests: 1, Tokens: 100})
+		if err != nil || !d.Allowed {
+			t.Fatalf("call %d: %+v, %v", i, d, err)
+		}
+		// Every earlier call reserved 100 and was corrected to 7.
+		if want := int64(1_000_000 - 7*i - 100); d.RemainingTokens != want {
+			t.Fatalf("call %d: %d tokens left, want %d", i, d.RemainingTokens, want)
+		}
+		if err := r.Reconcile(t.Context(), d.Reservation, 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The scripts' loads (EVALSHA, EVAL, SCRIPT LOAD) and the flusher's
+	// occasional pipeline come on top; two round trips a call would be 400.
+	if n := trips.n.Load(); n > calls+calls/10 {
+		t.Errorf("%d round trips for %d calls, want about one a call", n, calls)
+	}
+	if err := r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := minuteTokens(t, c, "ride:", "erin", clock.Now()); got != 7*calls {
+		t.Errorf("minute window holds %d tokens, want %d", got, 7*calls)
+	}
+}
+
+// A correction no Reserve carries reaches Redis on its own, and Close sends
+// what is still queued.
+func TestRedisCorrectionsSentWithoutReserve(t *testing.T) {
+	addr, _ := testenv.StartRedis(t)
+	c := newClient(t, addr)
+	clock := limitertest.NewClock(time.Date(2026, 3, 10, 12, 30, 20, 0, time.UTC))
+	lim := ratelimit.Limits{TokensPerMinute: 1000}
+	for _, close := range []bool{false, true} {
+		prefix := fmt.Sprintf("alone-%v:", close)
+		r := newRedis(t, c, prefix, clock.Now)
+		d, err := r.Reserve(t.Context(), "finn", lim, ratelimit.Cost{Requests: 1, Tokens: 100})
+		if err != nil || !d.Allowed {
+			t.Fatalf("%+v, %v", d, err)
+		}
+		if err := r.Reconcile(t.Context(), d.Reservation, 30); err != nil {
+			t.Fatal(err)
+		}
+		if close {
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got := minuteTokens(t, c, prefix, "finn", clock.Now()); got != 30 {
+				t.Errorf("after Close: %d tokens, want 30", got)
+			}
+			continue
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for minuteTokens(t, c, prefix, "finn", clock.Now()) != 30 {
+			if time.Now().After(deadline) {
+				t.Fatal("the correction never reached Redis without a Reserve")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+}
+
+// Redis losing its scripts (a restart, SCRIPT FLUSH) loses no correction
+// and applies none twice.
+func TestRedisCorrectionsSurviveScriptFlush(t *testing.T) {
+	addr, _ := testenv.StartRedis(t)
+	c := newClient(t, addr)
+	clock := limitertest.NewClock(time.Date(2026, 3, 10, 12, 30, 20, 0, time.UTC))
+	r := newRedis(t, c, "flush:", clock.Now)
+	lim := ratelimit.Limits{TokensPerMinute: 1_000_000}
+	var want int64
+	for i := range 20 {
+		d, err := r.Reserve(t.Context(), "gus", lim, ratelimit.Cost{Requests: 1, Tokens: 50})
+		if err != nil || !d.Allowed {
+			t.Fatalf("call %d: %+v, %v", i, d, err)
+		}
+		if err := r.Reconcile(t.Context(), d.Reservation, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		want += int64(i)
+		if i%5 == 4 {
+			if err := c.ScriptFlush(t.Context()).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := r.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := minuteTokens(t, c, "flush:", "gus", clock.Now()); got != want {
+		t.Errorf("minute window holds %d tokens, want %d", got, want)
 	}
 }
