@@ -51,11 +51,13 @@ type RedisConfig struct {
 // Prefix+"{key}:"+window start, expiring a minute after its window ends. The
 // braces keep a key's windows in one Redis Cluster slot.
 //
-// A call costs one round trip, not two: Reconcile queues its correction,
-// and the next Reserve sends what is queued ahead of its own script in one
-// pipeline, so this replica's corrections are applied, in order, before any
-// of its later admissions. What no Reserve carries within flushAfter is sent
-// on its own, in one pipeline for all of it; Close sends the rest. Other
+// One goroutine talks to Redis for the limiter, and a call costs less than
+// one round trip: the reservations that arrive while a pipeline is out go
+// together in the next one, as the store's group commit does, and
+// Reconcile only queues its correction, which rides ahead of the next
+// reservations in the same pipeline. So this replica's corrections are
+// applied, in order, before any of its later admissions. What no Reserve
+// carries within flushAfter is sent on its own; Close sends the rest. Other
 // replicas see a correction at most flushAfter late.
 type Redis struct {
 	client  RedisClient
@@ -67,9 +69,10 @@ type Redis struct {
 	log     *slog.Logger
 
 	mu      sync.Mutex
-	queue   []correction  // Reconciles not yet sent
-	lastLog time.Time     // of a lost correction: one line a second at most
-	wake    chan struct{} // the flusher's signal: something is queued
+	queue   []correction // Reconciles not yet sent
+	lastLog time.Time    // of a lost correction: one line a second at most
+	reqs    chan *reserveReq
+	wake    chan struct{} // the sender's signal: a correction is queued
 	stop    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
@@ -77,6 +80,20 @@ type Redis struct {
 	// refused with NOSCRIPT ahead of a Reserve would be applied after it.
 	loaded atomic.Bool
 }
+
+// reserveReq is a Reserve waiting for the sender; done is closed once cmd
+// holds its script's outcome.
+type reserveReq struct {
+	keys []string
+	args []any
+	cmd  *redis.Cmd
+	done chan struct{}
+}
+
+// maxBatch bounds the reservations of one pipeline.
+const maxBatch = 256
+
+var errClosed = errors.New("reserve in redis: the limiter is closed")
 
 // correction is one queued Reconcile: delta tokens for each window in keys.
 type correction struct {
@@ -103,7 +120,8 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		return nil, errors.New("new redis limiter: no client")
 	}
 	r := &Redis{client: cfg.Client, prefix: cfg.Prefix, clock: cfg.Clock, timeout: cfg.Timeout, log: cfg.Log,
-		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
+		reqs: make(chan *reserveReq, maxBatch), wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), stopped: make(chan struct{})}
 	r.cal.loc = cfg.Location
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -117,7 +135,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if r.timeout <= 0 {
 		r.timeout = 250 * time.Millisecond
 	}
-	go r.flusher()
+	go r.run()
 	return r, nil
 }
 
@@ -198,27 +216,22 @@ func (r *Redis) Reserve(ctx context.Context, key string, lim Limits, cost Cost) 
 	keys := r.keys(key, w.minute.UnixMilli(), w.day.UnixMilli(), w.month.UnixMilli())
 	args := []any{lim.RequestsPerMinute, lim.TokensPerMinute, lim.TokensPerDay, lim.TokensPerMonth,
 		cost.Requests, cost.Tokens, mask, ttl(w.now, w.minuteEnd), ttl(w.now, w.dayEnd), ttl(w.now, w.monEnd)}
-	var cmd *redis.Cmd
-	queued := r.take()
-	if len(queued) > 0 && !r.loaded.Load() {
-		if err := r.load(ctx); err != nil {
-			r.requeue(queued...)
-			return Decision{}, fmt.Errorf("reserve in redis: %w", err)
-		}
+	req := &reserveReq{keys: keys, args: args, done: make(chan struct{})}
+	select {
+	case r.reqs <- req:
+	case <-ctx.Done():
+		return Decision{}, fmt.Errorf("reserve in redis: %w", ctx.Err())
+	case <-r.stopped:
+		return Decision{}, errClosed
 	}
-	if len(queued) == 0 {
-		cmd = reserveScript.Run(ctx, r.client, keys, args...)
-	} else {
-		// The queued corrections ride ahead of this script, in one round trip.
-		pipe := r.client.Pipeline()
-		cmds := r.sendTo(ctx, pipe, queued)
-		cmd = reserveScript.EvalSha(ctx, pipe, keys, args...)
-		_, _ = pipe.Exec(ctx) // each command's outcome is read from it
-		r.settle(queued, cmds)
-		if isNoScript(cmd.Err()) { // Redis lost its scripts (restart, SCRIPT FLUSH): Run loads it
-			cmd = reserveScript.Run(ctx, r.client, keys, args...)
-		}
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+		return Decision{}, fmt.Errorf("reserve in redis: %w", ctx.Err())
+	case <-r.stopped:
+		return Decision{}, errClosed
 	}
+	cmd := req.cmd
 	v, err := cmd.Int64Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("reserve in redis: %w", err)
@@ -350,24 +363,76 @@ func (r *Redis) load(ctx context.Context) error {
 	return nil
 }
 
-// flusher sends the corrections no Reserve carried within flushAfter.
-func (r *Redis) flusher() {
+// run is the sender: it sends the waiting reservations, with the queued
+// corrections ahead of them, one pipeline at a time, and the corrections no
+// reservation carried within flushAfter.
+func (r *Redis) run() {
 	defer close(r.stopped)
 	t := time.NewTimer(flushAfter)
 	t.Stop()
+	armed := false
+	batch := make([]*reserveReq, 0, maxBatch)
 	for {
 		select {
 		case <-r.stop:
 			return
+		case req := <-r.reqs:
+			batch = append(batch[:0], req)
+		more:
+			for len(batch) < maxBatch {
+				select {
+				case req := <-r.reqs:
+					batch = append(batch, req)
+				default:
+					break more
+				}
+			}
+			r.reserve(batch)
+			clear(batch)
 		case <-r.wake:
-		}
-		t.Reset(flushAfter)
-		select {
-		case <-r.stop:
-			return
+			if !armed {
+				t.Reset(flushAfter)
+				armed = true
+			}
 		case <-t.C:
+			armed = false
+			_ = r.Flush(context.Background()) // settle logged what was lost
 		}
-		_ = r.Flush(context.Background()) // settle logged what was lost
+	}
+}
+
+// reserve sends the queued corrections and batch's reservations in one
+// round trip and hands each reservation its outcome.
+func (r *Redis) reserve(batch []*reserveReq) {
+	defer func() {
+		for _, req := range batch {
+			close(req.done)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	queued := r.take()
+	if len(queued) > 0 && !r.loaded.Load() {
+		if err := r.load(ctx); err != nil { // keep them for later; the reservations will say what failed
+			r.requeue(queued...)
+			queued = nil
+		}
+	}
+	if len(queued) == 0 && len(batch) == 1 {
+		batch[0].cmd = reserveScript.Run(ctx, r.client, batch[0].keys, batch[0].args...)
+		return
+	}
+	pipe := r.client.Pipeline()
+	cmds := r.sendTo(ctx, pipe, queued)
+	for _, req := range batch {
+		req.cmd = reserveScript.EvalSha(ctx, pipe, req.keys, req.args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command's outcome is read from it
+	r.settle(queued, cmds)
+	for _, req := range batch {
+		if isNoScript(req.cmd.Err()) { // Redis lost its scripts (restart, SCRIPT FLUSH): Run loads it
+			req.cmd = reserveScript.Run(ctx, r.client, req.keys, req.args...)
+		}
 	}
 }
 

@@ -406,3 +406,44 @@ func TestRedisCorrectionsSurviveScriptFlush(t *testing.T) {
 		t.Errorf("minute window holds %d tokens, want %d", got, want)
 	}
 }
+
+// Reservations made at the same moment share round trips, and each gets
+// its own outcome: exactly rpm of them are admitted.
+func TestRedisConcurrentReservesShareRoundTrips(t *testing.T) {
+	addr, _ := testenv.StartRedis(t)
+	c := newClient(t, addr)
+	clock := limitertest.NewClock(time.Date(2026, 3, 10, 12, 30, 20, 0, time.UTC))
+	r := newRedis(t, c, "share:", clock.Now)
+	r.Reserve(t.Context(), "warm", ratelimit.Limits{RequestsPerMinute: 1}, ratelimit.Cost{Requests: 1}) // loads the script
+	var trips roundTrips
+	c.AddHook(&trips)
+	const callers, each, rpm = 64, 10, 500
+	lim := ratelimit.Limits{RequestsPerMinute: rpm}
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range callers {
+		wg.Go(func() {
+			<-start
+			for range each {
+				d, err := r.Reserve(t.Context(), "hana", lim, ratelimit.Cost{Requests: 1})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					admitted.Add(1)
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if n := admitted.Load(); n != rpm {
+		t.Errorf("%d of %d reservations admitted under %d a minute", n, callers*each, rpm)
+	}
+	if n := trips.n.Load(); n >= callers*each {
+		t.Errorf("%d round trips for %d concurrent reservations: none shared", n, callers*each)
+	}
+	t.Logf("%d round trips for %d reservations", trips.n.Load(), callers*each)
+}
