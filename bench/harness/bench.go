@@ -106,7 +106,7 @@ func run(ctx context.Context, o options) error {
 
 // selection parses -targets and -scenarios.
 func selection(o options) (map[string]bool, []scenario, error) {
-	wantT, err := subset(o.targets, []string{"direct", "bare", "nginx", "gateway", "gateway-standard"})
+	wantT, err := subset(o.targets, []string{"direct", "bare", "nginx", "gateway", "gateway-standard", "gateway-limits", "gateway-redis"})
 	if err != nil {
 		return nil, nil, fmt.Errorf("-targets: %w", err)
 	}

@@ -45,7 +45,7 @@ func main() {
 	flag.IntVar(&o.tokens, "tokens", 20, "completion tokens per response")
 	flag.IntVar(&o.rounds, "rounds", 1, "run the whole matrix this many times and report medians")
 	flag.StringVar(&o.scenarios, "scenarios", "chat,chat-stream", "scenarios to run (comma-separated): chat, chat-stream, chat-stream-usage")
-	flag.StringVar(&o.targets, "targets", "direct,bare,nginx,gateway,gateway-standard", "targets to run (comma-separated)")
+	flag.StringVar(&o.targets, "targets", "direct,bare,nginx,gateway,gateway-standard", "targets to run (comma-separated; also gateway-limits and gateway-redis: strict audit with every limit on, in memory or in a redis-server)")
 	flag.StringVar(&o.resultsDir, "results", "", "directory for the timestamped report (default bench/results)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir with binaries, configs, logs and the store")
 	flag.Parse()

@@ -235,6 +235,9 @@ const (
 	targetCPURatio    = 1.5
 	targetAddedP50    = 500 * time.Microsecond
 	targetStrictShare = 0.85
+	// Issue 6: what limits may cost, against the gateway without them.
+	targetMemoryCost = 0.02
+	targetRedisCost  = 0.10
 )
 
 // verdicts says, per scenario, whether the gateway meets its targets.
@@ -265,6 +268,20 @@ func (r *report) verdicts() string {
 				"CPU/request %s against %s; p50 at c=1 %s against %s\n",
 				sc.name, gw.rps, 100*share, std.rps, 100*targetStrictShare, met(share >= targetStrictShare),
 				fmtUS(gw.cpu), fmtUS(std.cpu), fmtMS(gw.oneP50), fmtMS(std.oneP50))
+		}
+		for _, l := range []struct {
+			name, label string
+			target      float64
+		}{{"gateway-limits", "memory limiter", targetMemoryCost}, {"gateway-redis", "Redis limiter", targetRedisCost}} {
+			lim := r.summary(sc.name, l.name)
+			if !lim.measured || gw.rps == 0 || gw.cpu == 0 {
+				continue
+			}
+			cost := 1 - lim.rps/gw.rps
+			fmt.Fprintf(&b, "- %s: %s costs %.1f%% of throughput (%.0f against %.0f req/s; target < %.0f%%: %s), "+
+				"CPU/request %s against %s (%+.1f%%); p50 at c=1 %s against %s\n",
+				sc.name, l.label, 100*cost, lim.rps, gw.rps, 100*l.target, met(cost < l.target),
+				fmtUS(lim.cpu), fmtUS(gw.cpu), 100*(float64(lim.cpu)/float64(gw.cpu)-1), fmtMS(lim.oneP50), fmtMS(gw.oneP50))
 		}
 	}
 	return b.String()
