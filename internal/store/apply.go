@@ -42,7 +42,7 @@ var stmtSQL = [numStmts]string{
 	sKnown: `SELECT 1 FROM records WHERE id = ?`,
 	sStart: `INSERT INTO started (id, seq, kind, version, time, state, size, data)
 		VALUES (?, NULL, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-	sTake: `DELETE FROM started WHERE id = ? RETURNING size`,
+	sTake:     `DELETE FROM started WHERE id = ? RETURNING size`,
 	sOldest:   `SELECT seq, size FROM records WHERE seq <= ? ORDER BY seq LIMIT 512`,
 	sDeleteTo: `DELETE FROM records WHERE seq <= ?`,
 	sSetCursor: `INSERT INTO cursors (sink, seq, updated) VALUES (?, ?, ?)

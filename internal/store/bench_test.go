@@ -115,3 +115,33 @@ func benchBeginFinish(b *testing.B, cfg Config) {
 	})
 	reportRate(b, s, int64(b.N))
 }
+
+// BenchmarkRollUp sums gateway records of about 1 KB into usage_hourly,
+// as `tapline serve` does every ten seconds; ns/op is per record.
+func BenchmarkRollUp(b *testing.B) {
+	s, err := Open(b.Context(), Config{Path: b.TempDir() + "/rollup.db"}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const batch = 1000
+	seq := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if seq%batch == 0 {
+			b.StopTimer()
+			recs := make([]record.Record, batch)
+			for i := range recs {
+				recs[i] = benchRecord(b, fmt.Sprintf("r%09d", seq+i), record.StateCompleted)
+			}
+			if _, err := s.Append(b.Context(), recs); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if _, err := s.RollUp(b.Context()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		seq++
+	}
+}

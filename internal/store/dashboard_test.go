@@ -236,7 +236,7 @@ func TestUnrolledSourceUsesIndexes(t *testing.T) {
 // or in rowid order it would read every record for every batch.
 func TestRollUpBatchUsesTheSeqIndex(t *testing.T) {
 	s := queryFixture(t)
-	p := queryPlan(t, s, rollupBatchSQL(), 0, 1000)
+	p := queryPlan(t, s, rollupBatchSQL, 0, 1000)
 	if !strings.Contains(p, "(seq>? AND seq<?)") || strings.Contains(p, "records_kind_time") {
 		t.Errorf("plan of a rollup batch:\n%s", p)
 	}

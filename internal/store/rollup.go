@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 // rollup.go keeps usage_hourly, the gateway calls' usage summed per UTC
@@ -149,50 +151,143 @@ func rollupMigration() []string {
 // about 25 ms a step with 1 KB payloads.
 const rollupStep = 1000
 
-// rollupBatchSQL sums the released gateway records with seq in (?1, ?2]
-// into usage_hourly, parsing each payload once (json_each), and moves
-// usage_rollup to ?2.
-func rollupBatchSQL() string {
+// rollupBatchSQL reads the released gateway records with seq in (?1, ?2],
+// through the seq index (the unary + keeps SQLite off the kind's index,
+// which would read every record of the kind for each batch).
+const rollupBatchSQL = `SELECT time, data FROM records WHERE seq > ?1 AND seq <= ?2 AND +kind = 'gateway_request'`
+
+// rollupUpsertSQL adds one group's sums to its hour.
+var rollupUpsertSQL = func() string {
 	keys, sums := rollupCols()
-	vals := []string{`time / ` + fmt.Sprint(hourNanos)}
-	for _, k := range rollupKeys {
-		vals = append(vals, k.pivot)
-	}
-	for _, s := range rollupSums {
-		vals = append(vals, "sum("+s.pivot+")")
-	}
-	col := func(key, name string) string {
-		return fmt.Sprintf("max(CASE WHEN j.key = '%s' THEN j.value END) AS %s", key, name)
-	}
-	// LEFT JOIN: a payload without any of the keys is still one call.
-	pivot := `SELECT r.time AS time, ` + strings.Join([]string{
-		col("principal", "p"), col("deployment", "deployment"), col("model_returned", "model_returned"),
-		col("model_requested", "model_requested"), col("operation", "operation"), col("backend", "backend"),
-		col("status", "status"), col("usage", "u"),
-	}, ", ") + ` FROM batch r LEFT JOIN json_each(r.data) j ON j.key IN ('principal', 'deployment',
-		'model_returned', 'model_requested', 'operation', 'backend', 'status', 'usage')
-		GROUP BY r.rid`
 	var set []string
 	for _, c := range sums {
 		set = append(set, fmt.Sprintf("%s = %s + excluded.%s", c, c, c))
 	}
-	// The batch is found through the seq index and materialized first:
-	// grouping the pivot by rowid would otherwise make SQLite scan the
-	// whole table in rowid order for each batch.
-	return `WITH batch AS MATERIALIZED (SELECT rowid AS rid, time, data FROM records
-			WHERE seq > ?1 AND seq <= ?2 AND +kind = 'gateway_request')
-		INSERT INTO usage_hourly (hour, ` + strings.Join(keys, ", ") + `, ` + strings.Join(sums, ", ") + `)
-		SELECT ` + strings.Join(vals, ", ") + ` FROM (` + pivot + `) WHERE true GROUP BY 1, 2, 3, 4, 5, 6
+	return `INSERT INTO usage_hourly (hour, ` + strings.Join(keys, ", ") + `, ` + strings.Join(sums, ", ") + `)
+		VALUES (` + strings.Repeat("?, ", len(keys)+len(sums)) + `?)
 		ON CONFLICT (hour, ` + strings.Join(keys, ", ") + `) DO UPDATE SET ` + strings.Join(set, ", ")
+}()
+
+// rollupGroup is a key of usage_hourly: an hour and the values of
+// rollupKeys, in order.
+type rollupGroup struct {
+	hour                                             int64
+	principal, deployment, model, operation, backend string
+}
+
+// rollupRow holds the values of rollupSums, in order.
+type rollupRow [9]int64
+
+// rollupOf reads one gateway payload as the SQL expressions of rollupKeys
+// and rollupSums do (TestUsageFastMatchesUsage holds them equal), in one
+// pass over its top-level members: it is read in Go rather than with
+// json_each, which costs SQLite a parse of the whole record (captured
+// prompt and response included) for every call.
+func rollupOf(nanos int64, data []byte) (rollupGroup, rollupRow) {
+	g := rollupGroup{hour: nanos / hourNanos} // truncated, as SQLite's integer division
+	var principal, usage, status gjson.Result
+	var modelReturned, modelRequested string
+	var seen uint8 // the first of a repeated member counts, as for json_extract
+	first := func(bit uint8) bool {
+		ok := seen&bit == 0
+		seen |= bit
+		return ok
+	}
+	gjson.ParseBytes(data).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "principal":
+			if first(1 << 0) {
+				principal = v
+			}
+		case "deployment":
+			if first(1 << 1) {
+				g.deployment = sqlText(v)
+			}
+		case "model_returned":
+			if first(1 << 2) {
+				modelReturned = sqlText(v)
+			}
+		case "model_requested":
+			if first(1 << 3) {
+				modelRequested = sqlText(v)
+			}
+		case "operation":
+			if first(1 << 4) {
+				g.operation = sqlText(v)
+			}
+		case "backend":
+			if first(1 << 5) {
+				g.backend = sqlText(v)
+			}
+		case "status":
+			if first(1 << 6) {
+				status = v
+			}
+		case "usage":
+			if first(1 << 7) {
+				usage = v
+			}
+		}
+		return true
+	})
+	switch p := principal.Get("key_name"); {
+	case sqlText(p) != "":
+		g.principal = "key:" + sqlText(p)
+	case sqlText(principal.Get("upn")) != "":
+		g.principal = sqlText(principal.Get("upn"))
+	default:
+		g.principal = sqlText(principal.Get("oid"))
+	}
+	g.model = modelReturned
+	if g.model == "" {
+		g.model = modelRequested
+	}
+	var r rollupRow
+	r[0] = 1
+	if status.Type == gjson.Number {
+		r[1] = b2i(status.Num >= 400)
+		r[2] = b2i(status.Num == 429)
+	}
+	for i, name := range []string{"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"} {
+		if v := usage.Get(name); v.Type == gjson.Number {
+			r[3+i] = v.Int()
+		}
+	}
+	r[8] = b2i(usage.Get("source").Str == "estimated")
+	return g, r
+}
+
+// sqlText is coalesce(json_extract(...), ”) of a scalar: a string's text,
+// a number's literal, ” for null or missing. (Objects and arrays are not
+// expected in these fields.)
+func sqlText(v gjson.Result) string {
+	switch v.Type {
+	case gjson.String:
+		return v.Str
+	case gjson.Number:
+		return v.Raw
+	case gjson.True:
+		return "1"
+	case gjson.False:
+		return "0"
+	}
+	return ""
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // RollUp sums the released gateway records not yet in usage_hourly, in
 // transactions of at most rollupStep records, and returns how many seqs it
 // moved past. `tapline serve` runs it every few seconds; the usage and
 // series queries are exact without it, only slower as the records after
-// the rollup grow.
+// the rollup grow. Each step reads its records once, sums them per hour
+// and group in Go, and writes one upsert per group.
 func (s *Store) RollUp(ctx context.Context) (int, error) {
-	q := rollupBatchSQL()
 	total := 0
 	for {
 		var n int
@@ -208,8 +303,18 @@ func (s *Store) RollUp(ctx context.Context) (int, error) {
 			if to <= from {
 				return nil
 			}
-			if _, err := tx.ExecContext(ctx, q, from, to); err != nil {
+			sums, err := rollupBatch(ctx, tx, from, to)
+			if err != nil {
 				return err
+			}
+			for g, r := range sums {
+				args := []any{g.hour, g.principal, g.deployment, g.model, g.operation, g.backend}
+				for _, v := range r {
+					args = append(args, v)
+				}
+				if _, err := tx.ExecContext(ctx, rollupUpsertSQL, args...); err != nil {
+					return err
+				}
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE usage_rollup SET seq = ?`, to); err != nil {
 				return err
@@ -225,6 +330,33 @@ func (s *Store) RollUp(ctx context.Context) (int, error) {
 			return total, nil
 		}
 	}
+}
+
+// rollupBatch sums the gateway records with seq in (from, to] per group.
+func rollupBatch(ctx context.Context, tx *sql.Tx, from, to int64) (map[rollupGroup]*rollupRow, error) {
+	rows, err := tx.QueryContext(ctx, rollupBatchSQL, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	sums := map[rollupGroup]*rollupRow{}
+	for rows.Next() {
+		var nanos int64
+		var data sql.RawBytes
+		if err := rows.Scan(&nanos, &data); err != nil {
+			return nil, err
+		}
+		g, r := rollupOf(nanos, data)
+		acc := sums[g]
+		if acc == nil {
+			acc = new(rollupRow)
+			sums[g] = acc
+		}
+		for i, v := range r {
+			acc[i] += v
+		}
+	}
+	return sums, rows.Err()
 }
 
 // rollupGroups maps UsageQuery.By keys to usage_hourly expressions.
