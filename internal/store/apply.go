@@ -155,6 +155,10 @@ func (w *writer) begin(ctx context.Context, t *txn, r row) error {
 // seq; without one it stores r as a new released record, and does nothing
 // if the id is already released, so it is idempotent.
 func (w *writer) finish(ctx context.Context, t *txn, r row) error {
+	if w.c.pending == 0 { // nothing started (standard audit): no table to look in
+		_, err := w.appendRows(ctx, t, []row{r})
+		return err
+	}
 	var old int64
 	switch err := t.stmt(ctx, sTake).QueryRowContext(ctx, r.id).Scan(&old); {
 	case errors.Is(err, sql.ErrNoRows):
