@@ -110,7 +110,7 @@ var migrations = [][]string{
 			state   TEXT,
 			size    INTEGER NOT NULL,
 			data    TEXT NOT NULL
-		)`,
+		) WITHOUT ROWID`,
 		`INSERT INTO started SELECT id, seq, kind, version, time, state, size, data FROM records WHERE seq IS NULL`,
 		`DELETE FROM records WHERE seq IS NULL`,
 		`DROP INDEX records_pending`,
