@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -262,6 +263,36 @@ func writeUsage(w io.Writer, format string, by []string, rows []store.UsageRow) 
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// writeKept writes the records of f whose payload, decoded as T, keep
+// accepts, at most limit of them (0: all), each as its JSON envelope or as
+// the row cells gives, then flushes out.
+func writeKept[T any](ctx context.Context, out *tableOut, st *store.Store, f store.Filter, limit int,
+	keep func(*T) bool, cells func(record.Record, *T) []string) error {
+	n := 0
+	errStop := errors.New("limit reached")
+	err := st.Records(ctx, f, func(r record.Record) error {
+		var p T
+		if err := json.Unmarshal(r.Data, &p); err != nil {
+			return fmt.Errorf("record %s: %w", r.ID, err)
+		}
+		if !keep(&p) {
+			return nil
+		}
+		if limit > 0 && n == limit {
+			return errStop
+		}
+		n++
+		if out.format == "json" {
+			return out.json(r)
+		}
+		return out.row(cells(r, &p))
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	return out.flush()
+}
 
 // tableOut writes rows as an aligned table, CSV, or JSON Lines.
 type tableOut struct {

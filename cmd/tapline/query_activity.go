@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"time"
@@ -70,33 +67,13 @@ func newQueryActivity(e *env) *cobra.Command {
 var activityColumns = []string{"time", "scope", "operation", "status", "level", "caller", "category", "resource_id", "correlation_id"}
 
 func writeActivity(ctx context.Context, w io.Writer, format string, st *store.Store, f store.Filter, af activityFilter, limit int) error {
-	out := newTableOut(w, format, activityColumns)
-	n := 0
-	errStop := errors.New("limit reached")
-	err := st.Records(ctx, f, func(r record.Record) error {
-		var p record.ActivityLog
-		if err := json.Unmarshal(r.Data, &p); err != nil {
-			return fmt.Errorf("record %s: %w", r.ID, err)
-		}
-		if !af.match(&p) {
-			return nil
-		}
-		if limit > 0 && n == limit {
-			return errStop
-		}
-		n++
-		if format == "json" {
-			return out.json(r)
-		}
-		scope := p.Scope.Kind
-		if p.Scope.ID != "" {
-			scope = p.Scope.ID
-		}
-		return out.row([]string{r.Time.UTC().Format(time.RFC3339Nano), scope, p.OperationName, p.Status, p.Level,
-			p.Caller, p.Category, p.ResourceID, p.CorrelationID})
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return err
-	}
-	return out.flush()
+	return writeKept(ctx, newTableOut(w, format, activityColumns), st, f, limit, af.match,
+		func(r record.Record, p *record.ActivityLog) []string {
+			scope := p.Scope.Kind
+			if p.Scope.ID != "" {
+				scope = p.Scope.ID
+			}
+			return []string{r.Time.UTC().Format(time.RFC3339Nano), scope, p.OperationName, p.Status, p.Level,
+				p.Caller, p.Category, p.ResourceID, p.CorrelationID}
+		})
 }

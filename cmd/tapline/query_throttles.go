@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"strconv"
 	"time"
@@ -48,36 +45,17 @@ names the limit and the message the caller got.`,
 var throttleColumns = []string{"time", "id", "principal", "client_ip", "deployment", "status", "limit", "retry_after_ms", "message"}
 
 func writeThrottles(ctx context.Context, w io.Writer, format string, st *store.Store, f store.Filter, limit int) error {
-	out := newTableOut(w, format, throttleColumns)
-	n := 0
-	errStop := errors.New("limit reached")
-	err := st.Records(ctx, f, func(r record.Record) error {
-		var g record.GatewayRequest
-		if err := json.Unmarshal(r.Data, &g); err != nil {
-			return fmt.Errorf("record %s: %w", r.ID, err)
-		}
-		if g.Limit == nil || !g.Limit.Throttled {
-			return nil
-		}
-		if limit > 0 && n == limit {
-			return errStop
-		}
-		n++
-		if format == "json" {
-			return out.json(r)
-		}
-		var retry, msg string
-		if g.Error != nil {
-			msg = g.Error.Message
-			if g.Error.RetryAfterMS > 0 {
-				retry = strconv.FormatInt(g.Error.RetryAfterMS, 10)
+	throttled := func(g *record.GatewayRequest) bool { return g.Limit != nil && g.Limit.Throttled }
+	return writeKept(ctx, newTableOut(w, format, throttleColumns), st, f, limit, throttled,
+		func(r record.Record, g *record.GatewayRequest) []string {
+			var retry, msg string
+			if g.Error != nil {
+				msg = g.Error.Message
+				if g.Error.RetryAfterMS > 0 {
+					retry = strconv.FormatInt(g.Error.RetryAfterMS, 10)
+				}
 			}
-		}
-		return out.row([]string{r.Time.UTC().Format(time.RFC3339Nano), r.ID, g.Principal.ID(), g.ClientIP,
-			g.Deployment, strconv.Itoa(g.Status), g.Limit.Name, retry, msg})
-	})
-	if err != nil && !errors.Is(err, errStop) {
-		return err
-	}
-	return out.flush()
+			return []string{r.Time.UTC().Format(time.RFC3339Nano), r.ID, g.Principal.ID(), g.ClientIP,
+				g.Deployment, strconv.Itoa(g.Status), g.Limit.Name, retry, msg}
+		})
 }

@@ -296,7 +296,9 @@ const armOddDescription = `"Escapes kept verbatim: \"quoted\"\ttab\nnewline \u00
 
 // armAppendString appends s as a JSON string, escaping what JSON requires.
 // Bytes of 0x80 and above are copied: the emulator's own strings are valid
-// UTF-8.
+// UTF-8. It is not record.AppendString because it also takes the []byte
+// scratch buffers that hold JSON-in-string properties, so that generating
+// millions of events converts and allocates nothing per property.
 func armAppendString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, '"')
 	start := 0
