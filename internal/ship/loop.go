@@ -49,7 +49,7 @@ func newLoop(st Store, t Target, m *metrics, log *slog.Logger) *loop {
 		retry:  t.Retry.withDefaults(),
 		log:    log,
 		now:    time.Now,
-		sleep:  sleepCtx,
+		sleep:  sink.Sleep,
 		jitter: rand.Int64N,
 	}
 	l.m = m.forSink(t.Name, l)
@@ -112,7 +112,7 @@ func (l *loop) read(ctx context.Context, after int64, out chan<- span) {
 			if failures == 1 {
 				l.log.Warn("read store; retrying", "error", err)
 			}
-			if sleepCtx(ctx, l.wait(failures, 0, true)) != nil {
+			if sink.Sleep(ctx, l.wait(failures, 0, true)) != nil {
 				return
 			}
 			continue
@@ -350,15 +350,4 @@ func (l *loop) wait(attempt int, hint time.Duration, retryable bool) time.Durati
 	}
 	half := d / 2
 	return half + time.Duration(l.jitter(int64(d-half)+1))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

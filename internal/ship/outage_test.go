@@ -16,6 +16,7 @@ import (
 
 	"github.com/tapline/tapline/internal/emulator"
 	"github.com/tapline/tapline/internal/record"
+	"github.com/tapline/tapline/internal/sink"
 	"github.com/tapline/tapline/internal/sink/file"
 	"github.com/tapline/tapline/internal/sink/loganalytics"
 	"github.com/tapline/tapline/internal/sink/sinktest"
@@ -88,7 +89,7 @@ func TestOutageDelaysOnlyTheFailingSinks(t *testing.T) {
 		Target{Name: "workspace", Sink: la, Batch: batch, Retry: retry},
 		Target{Name: "splunk", Sink: sp, Batch: batch, Retry: retry})
 	for _, l := range h.sh.loops {
-		l.sleep = sleepCtx // real (short) waits: the destinations must see the retries
+		l.sleep = sink.Sleep // real (short) waits: the destinations must see the retries
 	}
 
 	// Load: 4 producers append while the outage lasts, one record over

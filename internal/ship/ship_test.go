@@ -131,7 +131,7 @@ func start(t *testing.T, st Store, targets ...Target) *harness {
 			h.mu.Lock()
 			h.waits[l.name] = append(h.waits[l.name], d)
 			h.mu.Unlock()
-			return sleepCtx(ctx, time.Millisecond) // yield, but no real backoff
+			return sink.Sleep(ctx, time.Millisecond) // yield, but no real backoff
 		}
 	}
 	h.sh = sh

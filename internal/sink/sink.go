@@ -111,3 +111,16 @@ func (e *InvalidError) Error() string {
 
 // Unwrap returns the wrapped error.
 func (e *InvalidError) Unwrap() error { return e.Err }
+
+// Sleep waits d, or until ctx ends and then returns its error: the pause
+// between retries and between polls, which a shutdown must cut short.
+func Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -221,7 +221,7 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 		client:     &http.Client{Transport: tr, Timeout: requestTimeout},
 		log:        log,
 		now:        time.Now,
-		sleep:      sleepCtx,
+		sleep:      sink.Sleep,
 		prefixes:   map[record.Kind][]byte{},
 	}, nil
 }
@@ -307,15 +307,4 @@ func (s *Sink) Close() error {
 	s.closed = true
 	s.client.CloseIdleConnections()
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
