@@ -134,7 +134,9 @@ func (e *Entra) fetch(ctx context.Context, t *entraTenant, f *keyFetch, started 
 	f.err = t.lastErr
 	t.inflight = nil
 	t.mu.Unlock()
-	close(f.done)
+	// Waiters are released only after the outcome is logged, so that what a
+	// caller saw fail is already in the log when its call returns.
+	defer close(f.done)
 
 	// Log the first failure and the recovery, not every repeat.
 	switch {
