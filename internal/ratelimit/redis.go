@@ -70,6 +70,11 @@ type Redis struct {
 
 	mu      sync.Mutex
 	queue   []correction // Reconciles not yet sent
+	// sending is held from taking corrections off the queue until their
+	// outcome is settled, so that a Flush returns only after every
+	// correction queued before it was sent, also those the sender had in
+	// flight.
+	sending sync.Mutex
 	lastLog time.Time    // of a lost correction: one line a second at most
 	reqs    chan *reserveReq
 	wake    chan struct{} // the sender's signal: a correction is queued
@@ -334,6 +339,8 @@ func (r *Redis) settle(sent []correction, cmds []*redis.Cmd) error {
 func (r *Redis) Flush(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	r.sending.Lock()
+	defer r.sending.Unlock()
 	for {
 		queued := r.take()
 		if len(queued) == 0 {
@@ -411,6 +418,8 @@ func (r *Redis) reserve(batch []*reserveReq) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
+	r.sending.Lock()
+	defer r.sending.Unlock()
 	queued := r.take()
 	if len(queued) > 0 && !r.loaded.Load() {
 		if err := r.load(ctx); err != nil { // keep them for later; the reservations will say what failed
