@@ -68,14 +68,14 @@ type Redis struct {
 	closer  io.Closer // the client, when New created it
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	queue   []correction // Reconciles not yet sent
+	mu    sync.Mutex
+	queue []correction // Reconciles not yet sent
 	// sending is held from taking corrections off the queue until their
 	// outcome is settled, so that a Flush returns only after every
 	// correction queued before it was sent, also those the sender had in
 	// flight.
 	sending sync.Mutex
-	lastLog time.Time    // of a lost correction: one line a second at most
+	lastLog time.Time // of a lost correction: one line a second at most
 	reqs    chan *reserveReq
 	wake    chan struct{} // the sender's signal: a correction is queued
 	stop    chan struct{}
