@@ -1,6 +1,8 @@
 package main
 
 import (
+	"flag"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,17 +16,22 @@ import (
 	"github.com/tapline/tapline/internal/store"
 )
 
+var benchSize = flag.String("size", "100x200", "GROUPSxEVENTS_PER_SCOPE of BenchmarkCollect")
+
 // BenchmarkCollect runs one collector pass in process (the ARM emulator in
-// the same process, behind httptest) over 100 groups x 200 events, into a
-// fresh store, for a CPU profile of the collector's path:
+// the same process, behind httptest) over 100 groups x 200 events (-size),
+// into a fresh store, for a CPU profile of the collector's path:
 //
-//	go test -run XXX -bench Collect -benchtime 1x -cpuprofile cpu.out ./bench/collector
+//	go test -run XXX -bench Collect -benchtime 1x -cpuprofile cpu.out ./bench/collector [-args -size 100x2000]
 //	go tool pprof -top -nodecount=30 cpu.out
 //
 // The emulator's own functions (internal/emulator) show in the profile too.
 // The numbers it prints are not the benchmark's: use go run ./bench/collector.
 func BenchmarkCollect(b *testing.B) {
-	const groups, perScope = 100, 200
+	var groups, perScope int
+	if _, err := fmt.Sscanf(*benchSize, "%dx%d", &groups, &perScope); err != nil {
+		b.Fatalf("-size %q: want GROUPSxEVENTS_PER_SCOPE", *benchSize)
+	}
 	now := time.Now()
 	arm, err := emulator.NewARM(emulator.ARMConfig{TenantID: tenantID, PageSize: 200,
 		Tenant: emulator.GenerateTenant(emulator.ARMTenantSpec{Groups: groups, Levels: 4, EventsPerScope: perScope,

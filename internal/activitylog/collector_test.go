@@ -1,6 +1,7 @@
 package activitylog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/tapline/tapline/internal/emulator"
 	"github.com/tapline/tapline/internal/record"
+	"github.com/tapline/tapline/internal/store"
 )
 
 // t0 is "now" at the first pass of the end-to-end tests.
@@ -188,6 +190,76 @@ func TestScopeFailingMidRunKeepsCheckpoint(t *testing.T) {
 		t.Errorf("victim retried: events %d new %d dups %d; want %d %d %d", r.Events, r.New, r.Duplicates, bigPerScope, bigPerScope-bigPageSize, bigPageSize)
 	}
 	if got := len(activity(t, st)); got != (bigGroups+1)*bigPerScope {
+		t.Errorf("stored %d records, want %d", got, (bigGroups+1)*bigPerScope)
+	}
+}
+
+// failingStore fails the second page commit (Append) of one scope.
+type failingStore struct {
+	*store.Store
+	victim string // in the scope's records' data
+	calls  atomic.Int32
+}
+
+var errCommit = errors.New("disk on fire")
+
+func (f *failingStore) Append(ctx context.Context, recs []record.Record) (int, error) {
+	if len(recs) > 0 && bytes.Contains(recs[0].Data, []byte(`"`+f.victim+`"`)) && f.calls.Add(1) == 2 {
+		return 0, errCommit
+	}
+	return f.Store.Append(ctx, recs)
+}
+
+// TestPageCommitFailureKeepsCheckpoint fails the commit of one group's
+// second page while later pages are read and committed behind it. It
+// proves the scope fails with that page named, its checkpoint does not
+// move although the pages around the failed one are stored, the others
+// are unharmed, and the next run fills the gap exactly once.
+func TestPageCommitFailureKeepsCheckpoint(t *testing.T) {
+	clk := &clock{t: t0}
+	arm := newEmulator(t, bigTenant(), bigPageSize, clk)
+	const victim = "mg-2-00040"
+	base := openStore(t, "")
+	st := &failingStore{Store: base, victim: victim}
+	c := New(testConfig(clk), newARMClient(t, serve(t, arm)), st, nil)
+	key := Scope{Kind: record.ScopeManagementGroup, ID: victim}.Key()
+
+	sum, err := c.Run(t.Context(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed() != 1 {
+		t.Fatalf("failed scopes = %d, want 1", sum.Failed())
+	}
+	r := byScope(sum)[key]
+	if !errors.Is(r.Err, errCommit) || !strings.Contains(r.Err.Error(), "commit page 2") {
+		t.Errorf("victim's error = %v; want the commit of page 2", r.Err)
+	}
+	// Pages 1 and 3 were committed around the failed page 2; the last page
+	// (with the checkpoint) was not, since the scope had failed.
+	if r.New != 2*bigPageSize {
+		t.Errorf("victim stored %d new records, want %d (pages 1 and 3)", r.New, 2*bigPageSize)
+	}
+	if _, ok, _ := base.Checkpoint(t.Context(), key); ok {
+		t.Error("victim's checkpoint was set although page 2 failed")
+	}
+	if got, want := len(activity(t, base)), bigGroups*bigPerScope+2*bigPageSize; got != want {
+		t.Errorf("stored %d records after the failed pass, want %d", got, want)
+	}
+
+	clk.Add(10 * time.Minute)
+	sum, err = c.Run(t.Context(), RunOptions{})
+	if err != nil || sum.Failed() != 0 {
+		t.Fatalf("second pass: %v, %d failed", err, sum.Failed())
+	}
+	r = byScope(sum)[key]
+	if r.New != bigPerScope-2*bigPageSize || r.Duplicates != 2*bigPageSize {
+		t.Errorf("victim retried: new %d dups %d; want %d %d", r.New, r.Duplicates, bigPerScope-2*bigPageSize, 2*bigPageSize)
+	}
+	if _, ok, _ := base.Checkpoint(t.Context(), key); !ok {
+		t.Error("victim's checkpoint not set by the good pass")
+	}
+	if got := len(activity(t, base)); got != (bigGroups+1)*bigPerScope {
 		t.Errorf("stored %d records, want %d", got, (bigGroups+1)*bigPerScope)
 	}
 }
