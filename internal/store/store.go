@@ -91,6 +91,9 @@ type Stats struct {
 	Rejected int64 // write requests refused with record.ErrFull since Open
 	Commits  int64 // write transactions committed since Open
 	Appended int64 // write requests (Append, Begin, Finish calls) committed since Open
+	// Checkpoints counts the background checkpoints (copies of the WAL into
+	// the database file) since Open, as of the last commit.
+	Checkpoints int64
 }
 
 // Store is a SQLite-backed record.Journal with delivery cursors and queries.
@@ -206,6 +209,9 @@ func (s *Store) open(ctx context.Context) error {
 		return err
 	}
 	s.stats = s.w.stats()
+	if s.w.wal, err = newWALCopier(ctx, s.cfg.Path, s.log); err != nil {
+		return err
+	}
 	if s.rdb, err = sql.Open("sqlite", dsn(s.cfg.Path, readParams)); err != nil {
 		return fmt.Errorf("open read pool: %w", err)
 	}
@@ -222,11 +228,14 @@ func (s *Store) open(ctx context.Context) error {
 // (SQLite's default is 2 MiB) keeps the id index's pages at hand once the
 // store holds millions of records, where inserts in random id order (the
 // collector's) otherwise read most pages back and spill the transaction's
-// dirty pages to the WAL before its commit. Readers are query_only so that
+// dirty pages to the WAL before its commit. The WAL is checkpointed in the
+// background (walcopy.go); the writer's own automatic checkpoint, at 32 MiB
+// instead of 4, is the fallback. Readers are query_only so that
 // nothing can write around the writer.
 const (
 	writeParams = "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)" +
-		"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32768)&_txlock=immediate"
+		"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32768)&_txlock=immediate" +
+		"&_pragma=wal_autocheckpoint(8192)&_pragma=journal_size_limit(67108864)"
 	readParams = "_pragma=busy_timeout(5000)&_pragma=query_only(1)"
 	readConns  = 4
 )
@@ -309,6 +318,9 @@ func (s *Store) closeDBs() error {
 	var errs []error
 	if s.w != nil {
 		s.w.logDrops(true)
+		if s.w.wal != nil {
+			errs = append(errs, s.w.wal.close())
+		}
 		errs = append(errs, s.w.close())
 	}
 	if s.rdb != nil {

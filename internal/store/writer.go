@@ -200,6 +200,9 @@ type writer struct {
 	dropOldest bool
 	prepared   [numStmts]*sql.Stmt
 
+	wal      *walCopier // nil: SQLite's automatic checkpoints alone
+	walBytes int64      // committed since the last poke of wal
+
 	seq int64 // last seq assigned; never rolled back, so never reused
 	c   counts
 
@@ -243,7 +246,7 @@ func (w *writer) close() error {
 
 // stats is the writer's view of Stats.
 func (w *writer) stats() Stats {
-	return Stats{
+	st := Stats{
 		Records:  w.c.records,
 		Pending:  w.c.pending,
 		Bytes:    w.c.bytes,
@@ -253,6 +256,10 @@ func (w *writer) stats() Stats {
 		Commits:  w.commits,
 		Appended: w.appended,
 	}
+	if w.wal != nil {
+		st.Checkpoints = w.wal.passes.Load()
+	}
+	return st
 }
 
 // commit runs batch in one transaction and returns one result per request.
@@ -271,11 +278,21 @@ func (w *writer) commit(ctx context.Context, batch []*request) []result {
 	}
 	w.commits++
 	for i, r := range batch {
+		w.walBytes += r.bytes
 		switch {
 		case results[i].err == nil && r.op.journal():
 			w.appended++
 		case errors.Is(results[i].err, errFull):
 			w.rejected++
+		}
+	}
+	if w.wal != nil {
+		if w.wal.frames.Load() >= walMaxFrames {
+			w.truncateWAL(ctx)
+		}
+		if w.walBytes >= walCopyBytes {
+			w.wal.poke()
+			w.walBytes = 0
 		}
 	}
 	return results

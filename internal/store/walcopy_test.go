@@ -1,0 +1,81 @@
+package store
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tapline/tapline/internal/record"
+)
+
+// bulk returns n activity records of about size bytes each, ids prefix-i.
+func bulk(prefix string, n, size int) []record.Record {
+	pad := strings.Repeat("x", size)
+	recs := make([]record.Record, n)
+	for i := range recs {
+		recs[i] = rec(fmt.Sprintf("%s-%d", prefix, i), t0.Add(time.Duration(i)*time.Second), fmt.Sprintf(`{"n":%d,"pad":%q}`, i, pad))
+	}
+	return recs
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// TestBackgroundCheckpoint commits more than walCopyBytes and proves the
+// copier, not the writer, moved the pages into the database file: the
+// writer's own automatic checkpoint would only start at 8192 frames (32
+// MiB), far beyond what this writes. Every record reads back after a
+// reopen.
+func TestBackgroundCheckpoint(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	const n, size = 1500, 4000 // 6 MB
+	mustAppend(t, s, bulk("a", n, size)...)
+	// The poke follows the commit; the copy runs on its own time.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		mustAppend(t, s, bulk("b", 1, 10)...) // publishes the stats
+		if st, _ := s.Stats(t.Context()); st.Checkpoints > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no background checkpoint within a minute of writing 6 MB")
+		}
+	}
+	if got := fileSize(t, cfg.Path); got < n*size {
+		t.Errorf("database file holds %d bytes after the checkpoint, want at least %d", got, n*size)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, cfg)
+	if got := len(allRecords(t, s, Filter{})); got != n+1 { // "b-0" once: the rest were duplicates
+		t.Errorf("reopened store holds %d records, want %d", got, n+1)
+	}
+}
+
+// TestLongWALIsTruncated: once the copier reports a WAL of walMaxFrames,
+// the writer's next commit empties it.
+func TestLongWALIsTruncated(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	mustAppend(t, s, bulk("a", 200, 4000)...)
+	if got := fileSize(t, cfg.Path+"-wal"); got < 200*4000 {
+		t.Fatalf("WAL holds %d bytes after 800 kB of records, want at least that", got)
+	}
+	s.w.wal.frames.Store(walMaxFrames) // as a copier falling behind reports
+	mustAppend(t, s, bulk("b", 1, 10)...)
+	if got := fileSize(t, cfg.Path+"-wal"); got != 0 {
+		t.Errorf("WAL holds %d bytes after a commit with %d frames reported, want 0 (truncated)", got, walMaxFrames)
+	}
+	if got := len(allRecords(t, s, Filter{})); got != 201 {
+		t.Errorf("store holds %d records, want 201", got)
+	}
+}
