@@ -127,7 +127,7 @@ func (s *Store) page(ctx context.Context, where string, args []any, after Cursor
 		t := after.Time.UnixNano()
 		args = append(args, t, t, after.ID)
 	}
-	q := `SELECT id, kind, version, time, data FROM ` + everyRecord + where + ` ORDER BY time DESC, id DESC LIMIT ?`
+	q := `SELECT ` + recordColumns + ` FROM ` + everyRecord + where + ` ORDER BY time DESC, id DESC LIMIT ?`
 	args = append(args, n+1)
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -154,12 +154,16 @@ func (s *Store) page(ctx context.Context, where string, args []any, after Cursor
 	return out, next, nil
 }
 
-func scanRecord(rows interface{ Scan(...any) error }) (record.Record, error) {
+// recordColumns are the columns scanRecord reads, in its order.
+const recordColumns = `id, kind, version, time, data`
+
+// scanRecord reads a row of recordColumns, after the columns of before.
+func scanRecord(rows interface{ Scan(...any) error }, before ...any) (record.Record, error) {
 	var rec record.Record
 	var kind string
 	var nanos int64
 	var data []byte
-	if err := rows.Scan(&rec.ID, &kind, &rec.Version, &nanos, &data); err != nil {
+	if err := rows.Scan(append(before, &rec.ID, &kind, &rec.Version, &nanos, &data)...); err != nil {
 		return rec, err
 	}
 	rec.Kind, rec.Time, rec.Data = record.Kind(kind), time.Unix(0, nanos).UTC(), data
@@ -169,7 +173,7 @@ func scanRecord(rows interface{ Scan(...any) error }) (record.Record, error) {
 // Record returns the record with the given id, pending or not, or an error
 // wrapping ErrNotFound.
 func (s *Store) Record(ctx context.Context, id string) (record.Record, error) {
-	row := s.rdb.QueryRowContext(ctx, `SELECT id, kind, version, time, data FROM `+everyRecord+` WHERE id = ?`, id)
+	row := s.rdb.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM `+everyRecord+` WHERE id = ?`, id)
 	rec, err := scanRecord(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, fmt.Errorf("read record %q: %w", id, ErrNotFound)

@@ -28,7 +28,7 @@ func (s *Store) ReadAfter(ctx context.Context, afterSeq int64, limit int) ([]Sto
 	if limit <= 0 {
 		return nil, fmt.Errorf("read records after %d: limit %d is not positive", afterSeq, limit)
 	}
-	const q = `SELECT seq, id, kind, version, time, data FROM records
+	const q = `SELECT seq, ` + recordColumns + ` FROM records
 		WHERE seq > ? ORDER BY seq LIMIT ?`
 	rows, err := s.rdb.QueryContext(ctx, q, afterSeq, limit)
 	if err != nil {
@@ -38,14 +38,10 @@ func (s *Store) ReadAfter(ctx context.Context, afterSeq int64, limit int) ([]Sto
 	var out []Stored
 	for rows.Next() {
 		var st Stored
-		var nanos int64
-		var kind string
-		var data []byte
-		r := &st.Record
-		if err := rows.Scan(&st.Seq, &r.ID, &kind, &r.Version, &nanos, &data); err != nil {
+		var err error
+		if st.Record, err = scanRecord(rows, &st.Seq); err != nil {
 			return nil, fmt.Errorf("read records after %d: %w", afterSeq, err)
 		}
-		r.Kind, r.Time, r.Data = record.Kind(kind), time.Unix(0, nanos).UTC(), data
 		out = append(out, st)
 	}
 	if err := rows.Err(); err != nil {

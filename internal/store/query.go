@@ -95,7 +95,7 @@ func (f Filter) where() (string, []any) {
 // query holds a read transaction open until Records returns.
 func (s *Store) Records(ctx context.Context, f Filter, fn func(record.Record) error) error {
 	where, args := f.where()
-	q := `SELECT id, kind, version, time, data FROM ` + everyRecord + where + ` ORDER BY time, id`
+	q := `SELECT ` + recordColumns + ` FROM ` + everyRecord + where + ` ORDER BY time, id`
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
@@ -106,14 +106,10 @@ func (s *Store) Records(ctx context.Context, f Filter, fn func(record.Record) er
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var rec record.Record
-		var kind string
-		var nanos int64
-		var data []byte
-		if err := rows.Scan(&rec.ID, &kind, &rec.Version, &nanos, &data); err != nil {
+		rec, err := scanRecord(rows)
+		if err != nil {
 			return fmt.Errorf("query records: %w", err)
 		}
-		rec.Kind, rec.Time, rec.Data = record.Kind(kind), time.Unix(0, nanos).UTC(), data
 		if err := fn(rec); err != nil {
 			return err
 		}
