@@ -128,7 +128,8 @@ func (c *Collector) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 	}
 	now := c.cfg.Now()
 	results := make([]ScopeResult, len(scopes))
-	sem := make(chan struct{}, c.cfg.Concurrency)
+	sem := make(chan struct{}, c.cfg.Concurrency) // scopes being read
+	budget := make(chan struct{}, c.cfg.Concurrency*pagesInFlight)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	done := 0
@@ -141,8 +142,10 @@ func (c *Collector) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 		}
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			r := c.pull(ctx, sc, now, opts)
+			defer wg.Done()
+			finish := c.pull(ctx, sc, now, opts, budget)
+			<-sem // the next scope is read while this one's last pages commit
+			r := finish()
 			results[i] = r
 			if r.Err != nil {
 				c.log.Warn("scope failed; its checkpoint stays", "scope", sc.String(), "err", r.Err)
@@ -193,118 +196,92 @@ func filter(from, to time.Time, tenant bool) string {
 	return f
 }
 
-// pull reads one scope's window page by page, newest first.
-// A backfill (opts.Since) window ends at now less lag like any other, so the
-// checkpoint it sets is never older than the one before (with an unchanged
-// lag). Each page is
-// committed as it arrives (known ids are skipped); the last page is
-// committed together with the checkpoint, set to the window's end: pages
-// come newest first, so only a complete window proves that nothing before
-// its end is missing.
+// pull reads one scope's window page by page, newest first, and returns
+// once every page is read (or reading failed); finish then waits for the
+// scope's commits and returns its result. The caller may start reading the
+// next scope meanwhile.
 //
-// A page's commit runs while the next pages are fetched and parsed, so a
-// scope keeps the store and ARM busy at once and concurrent scopes' pages
-// share larger group commits. At most commitDepth commits per scope are in
-// flight, and the last page waits for all of them: the checkpoint never
-// passes a page that failed.
-func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunOptions) (r ScopeResult) {
-	r = ScopeResult{Scope: sc}
-	var inflight []*pageCommit // oldest first
-	// settle waits for the oldest commits in flight until at most keep are
-	// left, and counts them.
-	settle := func(keep int) error {
-		var first error
-		for len(inflight) > keep {
-			p := inflight[0]
-			inflight = inflight[1:]
-			<-p.done
-			if p.err != nil {
-				if first == nil {
-					first = fmt.Errorf("commit page %d: %w", p.page, p.err)
-				}
-				continue
-			}
-			r.New += p.added
-			r.Duplicates += p.events - p.added
-		}
-		return first
-	}
-	defer func() { // an error return still waits, so no commit outlives the run
-		if err := settle(0); err != nil && r.Err == nil {
-			r.Err = err
-		}
-	}()
+// A backfill (opts.Since) window ends at now less lag like any other, so
+// the checkpoint it sets is never older than the one before (with an
+// unchanged lag). Each page is committed as it arrives (known ids are
+// skipped); the last page is committed together with the checkpoint, set to
+// the window's end: pages come newest first, so only a complete window
+// proves that nothing before its end is missing.
+//
+// A page's commit runs while the next pages are fetched and parsed, so the
+// collector keeps the store and ARM busy at once, and the pages of several
+// scopes share larger group commits. Each page in flight holds a token of
+// budget, which bounds the memory they take across scopes. The last page
+// waits for the scope's other commits: the checkpoint never passes a page
+// that failed.
+func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunOptions, budget chan struct{}) (finish func() ScopeResult) {
+	p := &scopePull{c: c, r: ScopeResult{Scope: sc}, budget: budget}
 	from, to, clamped, err := c.window(ctx, sc, now, opts.Since)
 	if err != nil {
-		r.Err = fmt.Errorf("read checkpoint: %w", err)
-		return r
+		return p.fail(fmt.Errorf("read checkpoint: %w", err))
 	}
-	r.From, r.To, r.Clamped = from, to, clamped
+	p.r.From, p.r.To, p.r.Clamped = from, to, clamped
 	if clamped {
 		c.log.Warn("window start clamped to the Activity Log's 90-day retention; older events are no longer available",
 			"scope", sc.String(), "from", from)
 	}
 	if !from.Before(to) {
-		return r
+		return p.done
 	}
 	path, apiVersion := sc.logPath()
 	next := c.arm.URL(path, url.Values{"api-version": {apiVersion}, "$filter": {filter(from, to, sc.Kind == record.ScopeTenant)}})
 	for next != "" {
 		body, err := c.arm.Get(ctx, next)
 		if err != nil {
-			r.Err = fmt.Errorf("read page %d: %w", r.Pages+1, err)
-			return r
+			return p.fail(fmt.Errorf("read page %d: %w", p.r.Pages+1, err))
 		}
 		events, link, err := decodePage(body)
 		if err != nil {
-			r.Err = fmt.Errorf("read page %d: %w", r.Pages+1, err)
-			return r
+			return p.fail(fmt.Errorf("read page %d: %w", p.r.Pages+1, err))
 		}
 		recs := make([]record.Record, 0, len(events))
 		for _, ev := range events {
 			rec, err := newRecord(sc, ev, to) // decodePage validated the page
 			if err != nil {
-				r.Err = fmt.Errorf("read page %d: %w", r.Pages+1, err)
-				return r
+				return p.fail(fmt.Errorf("read page %d: %w", p.r.Pages+1, err))
 			}
 			recs = append(recs, rec)
 		}
-		r.Pages++
-		r.Events += len(recs)
+		p.r.Pages++
+		p.r.Events += len(recs)
 		next = link
 		if opts.DryRun {
 			continue
 		}
-		if next != "" {
-			if err := settle(commitDepth - 1); err != nil {
-				r.Err = err
-				return r
-			}
-			inflight = append(inflight, c.commitPage(ctx, r.Pages, recs))
-			continue
+		select {
+		case budget <- struct{}{}:
+		case <-ctx.Done():
+			return p.fail(context.Cause(ctx))
 		}
-		if err := settle(0); err != nil {
-			r.Err = err
-			return r
+		if next == "" {
+			return func() ScopeResult { return p.commitLast(ctx, recs, to) }
 		}
-		added, err := c.store.AppendWithCheckpoint(ctx, recs, sc.Key(), to)
-		if err != nil {
-			r.Err = fmt.Errorf("commit page %d: %w", r.Pages, err)
-			return r
-		}
-		r.New += added
-		r.Duplicates += len(recs) - added
+		p.commit(ctx, recs)
 	}
-	return r
+	return p.done
 }
 
-// commitDepth is how many pages a scope may have committing while it reads
-// on. When the store is slower than ARM, the pages of all scopes queue up
-// for the store's writer and share one transaction (group commit), which
-// costs far less per event than many small ones; depth gives the writer
-// those pages without asking ARM for more scopes at once. Each page in
-// flight holds its events in memory (about 1 MB for 200 events).
-const commitDepth = 4
+// pagesInFlight bounds, per scope pulled at once, the pages read and not
+// yet committed. When the store is slower than ARM, the pages of all scopes
+// queue up for the store's writer and share one transaction (group
+// commit), which costs far less per event than many small ones; the depth
+// gives the writer those pages without asking ARM for more scopes at once.
+// Each page holds its events in memory (about 1 MB for 200 events).
+const pagesInFlight = 4
+
+// scopePull is the state of one scope's pull: its result so far and its
+// page commits in flight.
+type scopePull struct {
+	c        *Collector
+	r        ScopeResult
+	budget   chan struct{}
+	inflight []*pageCommit // oldest first
+}
 
 // pageCommit is a page's Append running while the next page is read.
 type pageCommit struct {
@@ -314,12 +291,68 @@ type pageCommit struct {
 	err          error
 }
 
-// commitPage appends recs, page number page, in the background.
-func (c *Collector) commitPage(ctx context.Context, page int, recs []record.Record) *pageCommit {
-	p := &pageCommit{done: make(chan struct{}), page: page, events: len(recs)}
+// commit appends recs, the scope's latest page, in the background; the
+// budget token taken for it is given back when it is done.
+func (p *scopePull) commit(ctx context.Context, recs []record.Record) {
+	pc := &pageCommit{done: make(chan struct{}), page: p.r.Pages, events: len(recs)}
 	go func() {
-		defer close(p.done)
-		p.added, p.err = c.store.Append(ctx, recs)
+		defer func() { <-p.budget; close(pc.done) }()
+		pc.added, pc.err = p.c.store.Append(ctx, recs)
 	}()
-	return p
+	p.inflight = append(p.inflight, pc)
+}
+
+// settle waits for every commit in flight and counts them; it returns the
+// error of the first that failed.
+func (p *scopePull) settle() error {
+	var first error
+	for _, pc := range p.inflight {
+		<-pc.done
+		if pc.err != nil {
+			if first == nil {
+				first = fmt.Errorf("commit page %d: %w", pc.page, pc.err)
+			}
+			continue
+		}
+		p.r.New += pc.added
+		p.r.Duplicates += pc.events - pc.added
+	}
+	p.inflight = nil
+	return first
+}
+
+// commitLast commits the last page with the scope's checkpoint once the
+// other pages are committed, and gives back the page's budget token.
+func (p *scopePull) commitLast(ctx context.Context, recs []record.Record, until time.Time) ScopeResult {
+	defer func() { <-p.budget }()
+	if err := p.settle(); err != nil {
+		p.r.Err = err
+		return p.r
+	}
+	added, err := p.c.store.AppendWithCheckpoint(ctx, recs, p.r.Scope.Key(), until)
+	if err != nil {
+		p.r.Err = fmt.Errorf("commit page %d: %w", p.r.Pages, err)
+		return p.r
+	}
+	p.r.New += added
+	p.r.Duplicates += len(recs) - added
+	return p.r
+}
+
+// fail ends the scope with err once its commits in flight are done, so
+// that none outlives the run.
+func (p *scopePull) fail(err error) func() ScopeResult {
+	return func() ScopeResult {
+		_ = p.settle() // err is what ended the scope
+		p.r.Err = err
+		return p.r
+	}
+}
+
+// done is the finish of a scope whose pages are all committing.
+func (p *scopePull) done() ScopeResult {
+	if err := p.settle(); err != nil {
+		p.r.Err = err
+	}
+	return p.r
 }
