@@ -4,8 +4,9 @@
 // collects every management group from it into a fresh store, runs collect
 // as a child process and reports events stored (checked against the
 // tenant's event count with store.OpenReadOnly and Stats), wall time,
-// events/s, collect's peak RSS (rusage Maxrss) and CPU, and the emulator's
-// CPU share. It prints a markdown table and writes it to bench/results/.
+// events/s, collect's peak RSS (rusage Maxrss), CPU and bytes written to
+// disk per event (rusage Oublock: the WAL and the checkpoints' copies), and
+// the emulator's CPU share. It prints a markdown table and writes it to bench/results/.
 //
 //	go run ./bench/collector                       # 1000 groups x 250 and x 1000 events
 //	go run ./bench/collector -sizes 1000x250,1000x1000,2000x1000
@@ -47,6 +48,7 @@ type result struct {
 	wall       time.Duration
 	collectCPU time.Duration
 	maxRSS     int64 // bytes
+	written    int64 // bytes collect wrote to files (rusage Oublock), WAL and checkpoints included
 	emuCPU     time.Duration
 	emuMaxRSS  int64
 	summary    string // collect's TOTAL line
@@ -229,6 +231,7 @@ collector:
 	if ps := col.ProcessState; ps != nil {
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
 			r.maxRSS = ru.Maxrss * 1024 // Linux reports kilobytes
+			r.written = ru.Oublock * 512
 		}
 		r.collectCPU = ps.UserTime() + ps.SystemTime()
 	}
@@ -311,8 +314,8 @@ func report(rs []result, levels, pageSize, concurrency int) string {
 	}
 	fmt.Fprintf(&b, "# Activity Log collector benchmark\n\n%s, %s/%s, %d CPUs, %s, host %s\n\n", time.Now().UTC().Format(time.RFC3339), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), host)
 	fmt.Fprintf(&b, "`tapline collect --once`, levels %d, page size %d, concurrency %s, fresh store per run\n\n", levels, pageSize, conc)
-	b.WriteString("| groups | events/scope | events | stored | wall | events/s | collect peak RSS | collect CPU | emulator CPU share | emulator peak RSS |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| groups | events/scope | events | stored | wall | events/s | collect peak RSS | collect CPU | written per event | emulator CPU share | emulator peak RSS |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
 		eps, share := 0.0, 0.0
 		if r.wall > 0 {
@@ -323,8 +326,12 @@ func report(rs []result, levels, pageSize, concurrency int) string {
 		if !r.ok {
 			stored += " ✗"
 		}
-		fmt.Fprintf(&b, "| %d | %d | %d | %s | %.1fs | %.0f | %s | %.1fs | %.0f%% of a core | %s |\n",
-			r.groups, r.perScope, r.events(), stored, r.wall.Seconds(), eps, mib(r.maxRSS), r.collectCPU.Seconds(), share, mib(r.emuMaxRSS))
+		perEvent := 0.0
+		if r.stored > 0 {
+			perEvent = float64(r.written) / float64(r.stored) / 1024
+		}
+		fmt.Fprintf(&b, "| %d | %d | %d | %s | %.1fs | %.0f | %s | %.1fs | %.1f KiB | %.0f%% of a core | %s |\n",
+			r.groups, r.perScope, r.events(), stored, r.wall.Seconds(), eps, mib(r.maxRSS), r.collectCPU.Seconds(), perEvent, share, mib(r.emuMaxRSS))
 	}
 	b.WriteString("\n")
 	for _, r := range rs {

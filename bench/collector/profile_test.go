@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -52,7 +53,8 @@ func BenchmarkCollect(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		st, err := store.Open(b.Context(), store.Config{Path: filepath.Join(b.TempDir(), "tapline.db"), MaxBytes: 10 << 30}, slog.New(slog.DiscardHandler))
+		path := filepath.Join(b.TempDir(), "tapline.db")
+		st, err := store.Open(b.Context(), store.Config{Path: path, MaxBytes: 10 << 30}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -75,6 +77,9 @@ func BenchmarkCollect(b *testing.B) {
 		}
 		b.ReportMetric(float64(events)/b.Elapsed().Seconds(), "events/s")
 		st.Close()
+		if fi, err := os.Stat(path); err == nil {
+			b.ReportMetric(float64(fi.Size())/float64(events), "db-B/event")
+		}
 		b.StartTimer()
 	}
 }
