@@ -162,14 +162,7 @@ func TestScopeFailingMidRunKeepsCheckpoint(t *testing.T) {
 	c := New(testConfig(clk), newARMClient(t, serve(t, h)), st, nil)
 	key := Scope{Kind: record.ScopeManagementGroup, ID: victim}.Key()
 
-	sum, err := c.Run(t.Context(), RunOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum.Failed() != 1 {
-		t.Fatalf("failed scopes = %d, want 1", sum.Failed())
-	}
-	r := byScope(sum)[key]
+	r := runFailingOne(t, c, key)
 	if !errors.Is(r.Err, ErrMalformedPage) || r.Pages != 1 {
 		t.Errorf("victim result = pages %d err %v; want 1 page, ErrMalformedPage", r.Pages, r.Err)
 	}
@@ -181,7 +174,7 @@ func TestScopeFailingMidRunKeepsCheckpoint(t *testing.T) {
 	}
 
 	clk.Add(10 * time.Minute)
-	sum, err = c.Run(t.Context(), RunOptions{})
+	sum, err := c.Run(t.Context(), RunOptions{})
 	if err != nil || sum.Failed() != 0 {
 		t.Fatalf("second pass: %v, %d failed", err, sum.Failed())
 	}
@@ -224,14 +217,7 @@ func TestPageCommitFailureKeepsCheckpoint(t *testing.T) {
 	c := New(testConfig(clk), newARMClient(t, serve(t, arm)), st, nil)
 	key := Scope{Kind: record.ScopeManagementGroup, ID: victim}.Key()
 
-	sum, err := c.Run(t.Context(), RunOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum.Failed() != 1 {
-		t.Fatalf("failed scopes = %d, want 1", sum.Failed())
-	}
-	r := byScope(sum)[key]
+	r := runFailingOne(t, c, key)
 	if !errors.Is(r.Err, errCommit) || !strings.Contains(r.Err.Error(), "commit page 2") {
 		t.Errorf("victim's error = %v; want the commit of page 2", r.Err)
 	}
@@ -248,7 +234,7 @@ func TestPageCommitFailureKeepsCheckpoint(t *testing.T) {
 	}
 
 	clk.Add(10 * time.Minute)
-	sum, err = c.Run(t.Context(), RunOptions{})
+	sum, err := c.Run(t.Context(), RunOptions{})
 	if err != nil || sum.Failed() != 0 {
 		t.Fatalf("second pass: %v, %d failed", err, sum.Failed())
 	}

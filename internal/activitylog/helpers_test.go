@@ -143,3 +143,17 @@ func totals(s Summary) (events, added, dups, pages int) {
 	}
 	return
 }
+
+// runFailingOne runs c once and returns the result of scope key, the one
+// scope that must fail.
+func runFailingOne(t testing.TB, c *Collector, key string) ScopeResult {
+	t.Helper()
+	sum, err := c.Run(t.Context(), RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Failed() != 1 {
+		t.Fatalf("failed scopes = %d, want 1", sum.Failed())
+	}
+	return byScope(sum)[key]
+}
