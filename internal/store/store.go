@@ -233,10 +233,11 @@ func (s *Store) open(ctx context.Context) error {
 // instead of 4, is the fallback. Readers are query_only so that
 // nothing can write around the writer.
 const (
-	writeParams = "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(5000)" +
+	busyTimeout = "5000" // milliseconds a connection waits for a lock
+	writeParams = "_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(" + busyTimeout + ")" +
 		"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-32768)&_txlock=immediate" +
 		"&_pragma=wal_autocheckpoint(8192)&_pragma=journal_size_limit(67108864)"
-	readParams = "_pragma=busy_timeout(5000)&_pragma=query_only(1)"
+	readParams = "_pragma=busy_timeout(" + busyTimeout + ")&_pragma=query_only(1)"
 	readConns  = 4
 )
 

@@ -91,9 +91,21 @@ func (c *walCopier) close() error {
 }
 
 // truncateWAL copies the whole WAL into the database and empties it, on the
-// writer's connection between transactions. It waits (busy_timeout) for a
-// running checkpoint and for readers of older snapshots.
+// writer's connection between transactions. It waits for a running
+// checkpoint and for readers of older snapshots, but only truncateWait:
+// a reader that holds its snapshot longer (an export by tapline query) must
+// not stall the writer. It is tried once per long WAL the copier reports.
 func (w *writer) truncateWAL(ctx context.Context) {
+	w.wal.frames.Store(0)
+	if _, err := w.db.ExecContext(ctx, `PRAGMA busy_timeout = `+truncateWait); err != nil {
+		w.log.Warn("checkpoint of a long WAL", "err", err)
+		return
+	}
+	defer func() {
+		if _, err := w.db.ExecContext(ctx, `PRAGMA busy_timeout = `+busyTimeout); err != nil {
+			w.log.Warn("restore the writer's busy timeout", "err", err)
+		}
+	}()
 	var busy, frames, copied int64
 	err := w.db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &frames, &copied)
 	switch {
@@ -101,7 +113,8 @@ func (w *writer) truncateWAL(ctx context.Context) {
 		w.log.Warn("checkpoint of a long WAL failed", "err", err)
 	case busy != 0:
 		w.log.Debug("checkpoint of a long WAL did not finish: readers hold old snapshots", "frames", frames, "copied", copied)
-	default:
-		w.wal.frames.Store(0)
 	}
 }
+
+// truncateWait is how long (milliseconds) truncateWAL waits for readers.
+const truncateWait = "200"

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"fmt"
 	"os"
 	"strings"
@@ -77,5 +78,38 @@ func TestLongWALIsTruncated(t *testing.T) {
 	}
 	if got := len(allRecords(t, s, Filter{})); got != 201 {
 		t.Errorf("store holds %d records, want 201", got)
+	}
+}
+
+// TestLongWALWithOldReader: a reader holding an old snapshot keeps the WAL
+// from being emptied; the writer tries once per report, not on every
+// commit, and loses nothing.
+func TestLongWALWithOldReader(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	mustAppend(t, s, bulk("a", 200, 4000)...)
+	tx, err := s.rdb.BeginTx(t.Context(), &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRow(`SELECT count(*) FROM records`).Scan(&n); err != nil || n != 200 {
+		t.Fatalf("reader sees %d records, %v", n, err)
+	}
+	mustAppend(t, s, bulk("b", 1, 10)...) // the reader's snapshot is now old
+	s.w.wal.frames.Store(walMaxFrames)
+	mustAppend(t, s, bulk("c", 1, 10)...)
+	if got := fileSize(t, cfg.Path+"-wal"); got == 0 {
+		t.Error("WAL emptied under a reader of an older snapshot")
+	}
+	if got := s.w.wal.frames.Load(); got != 0 {
+		t.Errorf("the long WAL is still reported (%d frames): every commit would try again", got)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(allRecords(t, s, Filter{})); got != 202 {
+		t.Errorf("store holds %d records, want 202", got)
 	}
 }
