@@ -188,15 +188,11 @@ func (s *Store) openReader(ctx context.Context) error {
 // open connects both pools, migrates, recovers and prepares the writer.
 func (s *Store) open(ctx context.Context) error {
 	var err error
-	if s.wdb, err = sql.Open("sqlite", dsn(s.cfg.Path, writeParams)); err != nil {
-		return fmt.Errorf("open write connection: %w", err)
-	}
 	// One connection: the writer's. database/sql reuses statements prepared
 	// on the DB only while they stay on the same connection.
-	s.wdb.SetMaxOpenConns(1)
-	s.wdb.SetMaxIdleConns(1)
-	s.wdb.SetConnMaxLifetime(0)
-	s.wdb.SetConnMaxIdleTime(0)
+	if s.wdb, err = openConn(s.cfg.Path, writeParams); err != nil {
+		return fmt.Errorf("open write connection: %w", err)
+	}
 	if err := migrate(ctx, s.wdb); err != nil {
 		return err
 	}
@@ -240,6 +236,20 @@ const (
 	readParams = "_pragma=busy_timeout(" + busyTimeout + ")&_pragma=query_only(1)"
 	readConns  = 4
 )
+
+// openConn returns a pool of exactly one connection to path, kept open for
+// the life of the Store.
+func openConn(path, params string) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", dsn(path, params))
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
+}
 
 // dsn builds a modernc.org/sqlite URI for path. SQLite decodes %XX in URI
 // paths, and the driver splits the DSN at the first '?', so those characters

@@ -40,14 +40,10 @@ type walCopier struct {
 func newWALCopier(ctx context.Context, path string, log *slog.Logger) (*walCopier, error) {
 	// No busy timeout: a PASSIVE checkpoint never waits, and one that finds
 	// another checkpoint running has nothing to do.
-	db, err := sql.Open("sqlite", dsn(path, "_pragma=busy_timeout(0)"))
+	db, err := openConn(path, "_pragma=busy_timeout(0)")
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint connection: %w", err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(0)
-	db.SetConnMaxLifetime(0)
 	if err := db.PingContext(ctx); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open checkpoint connection: %w", err)
