@@ -5,11 +5,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"github.com/tapline/tapline/internal/emulator"
 	"github.com/tapline/tapline/internal/record"
@@ -187,17 +191,18 @@ func TestScopeFailingMidRunKeepsCheckpoint(t *testing.T) {
 	}
 }
 
-// failingStore fails the second page commit (Append) of one scope.
+// failingStore fails the commit (Append) of the page that starts with the
+// event failID names. Pages commit concurrently, so which page to fail is
+// told by its content, not by the order of the calls.
 type failingStore struct {
 	*store.Store
-	victim string // in the scope's records' data
-	calls  atomic.Int32
+	failID atomic.Value // string: an eventDataId
 }
 
 var errCommit = errors.New("disk on fire")
 
 func (f *failingStore) Append(ctx context.Context, recs []record.Record) (int, error) {
-	if len(recs) > 0 && bytes.Contains(recs[0].Data, []byte(`"`+f.victim+`"`)) && f.calls.Add(1) == 2 {
+	if id, _ := f.failID.Load().(string); id != "" && len(recs) > 0 && bytes.Contains(recs[0].Data, []byte(`"`+id+`"`)) {
 		return 0, errCommit
 	}
 	return f.Store.Append(ctx, recs)
@@ -213,8 +218,22 @@ func TestPageCommitFailureKeepsCheckpoint(t *testing.T) {
 	arm := newEmulator(t, bigTenant(), bigPageSize, clk)
 	const victim = "mg-2-00040"
 	base := openStore(t, "")
-	st := &failingStore{Store: base, victim: victim}
-	c := New(testConfig(clk), newARMClient(t, serve(t, arm)), st, nil)
+	st := &failingStore{Store: base}
+	var served atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/"+victim+"/") || !strings.Contains(r.URL.RawQuery, "skiptoken") || served.Add(1) != 1 {
+			arm.ServeHTTP(w, r)
+			return
+		}
+		// The victim's second page: remember its first event, then serve it.
+		rec := httptest.NewRecorder()
+		arm.ServeHTTP(rec, r)
+		st.failID.Store(gjson.GetBytes(rec.Body.Bytes(), "value.0.eventDataId").Str)
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	})
+	c := New(testConfig(clk), newARMClient(t, serve(t, h)), st, nil)
 	key := Scope{Kind: record.ScopeManagementGroup, ID: victim}.Key()
 
 	r := runFailingOne(t, c, key)
@@ -233,6 +252,7 @@ func TestPageCommitFailureKeepsCheckpoint(t *testing.T) {
 		t.Errorf("stored %d records after the failed pass, want %d", got, want)
 	}
 
+	st.failID.Store("") // the disk is fixed
 	clk.Add(10 * time.Minute)
 	sum, err := c.Run(t.Context(), RunOptions{})
 	if err != nil || sum.Failed() != 0 {
