@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/tapline/tapline/internal/record"
 )
@@ -86,6 +87,8 @@ func (w *writer) apply(ctx context.Context, t *txn, r *request) (int, error) {
 		return 0, w.begin(ctx, t, r.rows[0])
 	case opFinish:
 		return 0, w.finish(ctx, t, r.rows[0])
+	case opMaterialize:
+		return 0, w.materialize(ctx, t, time.Time{})
 	case opSetCursor:
 		if _, err := t.exec(ctx, sSetCursor, r.sink, r.seq, w.now().UnixNano()); err != nil {
 			return 0, fmt.Errorf("set cursor: %w", err)
@@ -128,33 +131,76 @@ func (w *writer) appendRows(ctx context.Context, t *txn, rows []row) (int, error
 // begin stores r as started (pending); an id already stored, started or
 // released, is left alone.
 func (w *writer) begin(ctx context.Context, t *txn, r row) error {
+	if added, err := w.start(ctx, t, r); err != nil || !added {
+		return err
+	}
+	return w.fit(ctx, t, r.size(), w.seq)
+}
+
+// start inserts r into started, unless its id is stored already, and
+// counts it, but leaves its bytes (and the bound) to its caller.
+func (w *writer) start(ctx context.Context, t *txn, r row) (bool, error) {
 	var one int
 	switch err := t.stmt(ctx, sKnown).QueryRowContext(ctx, r.id).Scan(&one); {
 	case err == nil:
-		return nil
+		return false, nil
 	case !errors.Is(err, sql.ErrNoRows):
-		return fmt.Errorf("look up record %q: %w", r.id, err)
+		return false, fmt.Errorf("look up record %q: %w", r.id, err)
 	}
 	res, err := t.exec(ctx, sStart, r.id, r.kind, r.version, r.time, r.state, r.size(), r.data)
 	if err != nil {
-		return fmt.Errorf("insert record %q: %w", r.id, err)
+		return false, fmt.Errorf("insert record %q: %w", r.id, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return fmt.Errorf("insert record %q: %w", r.id, err)
+		return false, fmt.Errorf("insert record %q: %w", r.id, err)
 	}
 	if n == 0 {
-		return nil
+		return false, nil
 	}
 	w.c.records++
 	w.c.pending++
-	return w.fit(ctx, t, r.size(), w.seq)
+	return true, nil
+}
+
+// materialize copies the begin log's entries begun before cut (all for the
+// zero time) into started, where queries see them; the commit releases
+// them from the log. Their bytes only move, so the bound is not checked.
+func (w *writer) materialize(ctx context.Context, t *txn, cut time.Time) error {
+	if w.begins == nil {
+		return nil
+	}
+	for _, r := range w.begins.due(cut) {
+		if w.moved[r.id] {
+			continue
+		}
+		added, err := w.start(ctx, t, r)
+		if err != nil {
+			return err
+		}
+		if added {
+			w.c.bytes += r.size()
+		}
+		w.c.credit += r.size()
+		w.moved[r.id] = true
+		w.released = append(w.released, r.id)
+	}
+	return nil
 }
 
 // finish moves a started record to records as r, released with the next
 // seq; without one it stores r as a new released record, and does nothing
 // if the id is already released, so it is idempotent.
 func (w *writer) finish(ctx context.Context, t *txn, r row) error {
+	if w.begins != nil && !w.moved[r.id] {
+		if size, ok := w.begins.entry(r.id); ok { // begun in the log: stored as a new record
+			w.c.credit += size
+			w.moved[r.id] = true
+			w.released = append(w.released, r.id)
+			_, err := w.appendRows(ctx, t, []row{r})
+			return err
+		}
+	}
 	if w.c.pending == 0 { // nothing started (standard audit): no table to look in
 		_, err := w.appendRows(ctx, t, []row{r})
 		return err
@@ -180,26 +226,37 @@ func (w *writer) finish(ctx context.Context, t *txn, r row) error {
 // before this request), and returns record.ErrFull only if they are not
 // enough. Pending records are never dropped.
 func (w *writer) fit(ctx context.Context, t *txn, delta, floor int64) error {
-	if w.maxBytes == 0 || delta <= 0 || w.c.bytes+delta <= w.maxBytes {
+	used := w.used()
+	if w.maxBytes == 0 || delta <= 0 || used+delta <= w.maxBytes {
 		w.c.bytes += delta
 		return nil
 	}
 	if !w.dropOldest {
-		return fmt.Errorf("need %d bytes with %d of %d in use: %w", delta, w.c.bytes, w.maxBytes, errFull)
+		return fmt.Errorf("need %d bytes with %d of %d in use: %w", delta, used, w.maxBytes, errFull)
 	}
-	need := w.c.bytes + delta - w.maxBytes
+	need := used + delta - w.maxBytes
 	freed, n, err := w.drop(ctx, t, need, floor)
 	if err != nil {
 		return err
 	}
 	if freed < need {
 		return fmt.Errorf("need %d bytes with %d of %d in use, only %d droppable: %w",
-			delta, w.c.bytes, w.maxBytes, freed, errFull)
+			delta, used, w.maxBytes, freed, errFull)
 	}
 	w.c.bytes += delta - freed
 	w.c.records -= n
 	w.c.dropped += n
 	return nil
+}
+
+// used is the bytes MaxBytes bounds: the database's and the begin log's,
+// each counted once.
+func (w *writer) used() int64 {
+	u := w.c.bytes - w.c.credit
+	if w.begins != nil {
+		u += w.begins.bytes.Load()
+	}
+	return u
 }
 
 // drop deletes the oldest released records with seq <= floor until at

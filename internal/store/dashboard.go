@@ -114,6 +114,9 @@ func (s *Store) LimitedPage(ctx context.Context, f Filter, after Cursor, n int) 
 }
 
 func (s *Store) page(ctx context.Context, where string, args []any, after Cursor, n int) ([]record.Record, Cursor, error) {
+	if err := s.showBegun(ctx); err != nil {
+		return nil, Cursor{}, fmt.Errorf("query records: %w", err)
+	}
 	if n <= 0 {
 		n = 50
 	}
@@ -173,6 +176,9 @@ func scanRecord(rows interface{ Scan(...any) error }, before ...any) (record.Rec
 // Record returns the record with the given id, pending or not, or an error
 // wrapping ErrNotFound.
 func (s *Store) Record(ctx context.Context, id string) (record.Record, error) {
+	if err := s.showBegun(ctx); err != nil {
+		return record.Record{}, fmt.Errorf("query record: %w", err)
+	}
 	row := s.rdb.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM `+everyRecord+` WHERE id = ?`, id)
 	rec, err := scanRecord(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -221,6 +227,9 @@ func (s *Store) Series(ctx context.Context, since, until time.Time, step time.Du
 // seriesRecords adds the gateway records of [since, until) (only those
 // not in usage_hourly if unrolled) to the buckets of out.
 func (s *Store) seriesRecords(ctx context.Context, since, until time.Time, step time.Duration, out []Bucket, unrolled bool) error {
+	if err := s.showBegun(ctx); err != nil {
+		return fmt.Errorf("query series: %w", err)
+	}
 	src, args := gatewaySource(since, until, unrolled)
 	q := `SELECT (time - ?) / ?, count(*),
 		coalesce(sum(json_extract(data, '$.usage.total_tokens')), 0),

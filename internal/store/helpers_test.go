@@ -119,9 +119,13 @@ func payloadState(t testing.TB, data []byte) string {
 	return p.State
 }
 
-// checkStats compares the writer's in-memory counts with the database.
+// checkStats compares the writer's in-memory counts with the database,
+// once the begin log's entries are in it.
 func checkStats(t testing.TB, s *Store) Stats {
 	t.Helper()
+	if err := s.showBegun(t.Context()); err != nil {
+		t.Fatalf("materialize begun records: %v", err)
+	}
 	st, err := s.Stats(t.Context())
 	if err != nil {
 		t.Fatalf("Stats: %v", err)

@@ -122,8 +122,59 @@ func (s *Store) Append(ctx context.Context, recs []record.Record) (int, error) {
 // a sequence number, so ReadAfter does not return it until Finish. An id
 // already stored is left as it is. Pending records count against MaxBytes
 // and are never dropped. The ctx rule of Append applies.
+//
+// While the store is not near MaxBytes, Begin commits rec to the begin log
+// on the caller's goroutine (beginlog.go) and does not wait for the writer.
 func (s *Store) Begin(ctx context.Context, rec record.Record) error {
-	return s.single(ctx, opBegin, "begin", rec)
+	if s.begins == nil {
+		return s.single(ctx, opBegin, "begin", rec)
+	}
+	r, err := newRow(0, rec)
+	if err != nil {
+		return fmt.Errorf("begin record: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("begin record %q: %w", rec.ID, err)
+	}
+	if !s.roomFor(r.size()) {
+		if _, err := s.do(ctx, &request{op: opBegin, rows: []row{r}, bytes: r.size()}); err != nil {
+			return fmt.Errorf("begin record %q: %w", rec.ID, err)
+		}
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("begin record %q: %w", rec.ID, ErrClosed)
+	}
+	if err := s.begins.append(r); err != nil {
+		return fmt.Errorf("begin record %q: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// showBegun copies the begin log's entries into the started table, so that
+// a query of this process that follows sees every call in flight.
+func (s *Store) showBegun(ctx context.Context) error {
+	if s.begins == nil || s.begins.n.Load() == 0 {
+		return nil
+	}
+	_, err := s.do(ctx, &request{op: opMaterialize})
+	return err
+}
+
+// roomFor reports whether size more bytes leave the store clear of
+// MaxBytes by an eighth of it, as of the last commit: only then does Begin
+// take the begin log, which cannot drop the oldest records or refuse
+// exactly at the bound as the writer does.
+func (s *Store) roomFor(size int64) bool {
+	if s.cfg.MaxBytes == 0 {
+		return true
+	}
+	s.statsMu.Lock()
+	used := s.stats.Bytes
+	s.statsMu.Unlock()
+	return used+s.begins.bytes.Load()+size <= s.cfg.MaxBytes-s.cfg.MaxBytes/8
 }
 
 // Finish replaces the pending record with rec's id by rec and releases it

@@ -94,6 +94,9 @@ func (f Filter) where() (string, []any) {
 // and returns that error as is. fn may keep the records it is given. The
 // query holds a read transaction open until Records returns.
 func (s *Store) Records(ctx context.Context, f Filter, fn func(record.Record) error) error {
+	if err := s.showBegun(ctx); err != nil {
+		return fmt.Errorf("query records: %w", err)
+	}
 	where, args := f.where()
 	q := `SELECT ` + recordColumns + ` FROM ` + everyRecord + where + ` ORDER BY time, id`
 	if f.Limit > 0 {
@@ -194,6 +197,9 @@ func gatewaySource(since, until time.Time, unrolled bool) (string, []any) {
 
 // usage is Usage over every record, or over those not in usage_hourly.
 func (s *Store) usage(ctx context.Context, q UsageQuery, unrolled bool) ([]UsageRow, error) {
+	if err := s.showBegun(ctx); err != nil {
+		return nil, fmt.Errorf("query usage: %w", err)
+	}
 	var keys, names []string
 	for i, by := range q.By {
 		expr, ok := usageGroups[by]

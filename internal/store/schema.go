@@ -180,13 +180,18 @@ type counts struct {
 	pending int64
 	bytes   int64
 	dropped int64
+	// credit is the bytes of begin log entries this batch has moved into
+	// the database (materialized or finished), which the log still counts
+	// until the commit releases them: fit takes them off once.
+	credit int64
 }
 
 // recoverPending releases every started record, marking it interrupted:
 // those were begun by a process that died before finishing them (DESIGN.md
-// §6). It returns the counts afterwards, the last seq, and how many records
-// it recovered.
-func recoverPending(ctx context.Context, db *sql.DB) (c counts, lastSeq int64, n int, err error) {
+// §6), and so are the entries of the begin log (begun) whose id the
+// database does not hold. It returns the counts afterwards, the last seq,
+// and how many records it recovered.
+func recoverPending(ctx context.Context, db *sql.DB, begun []row) (c counts, lastSeq int64, n int, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return c, 0, 0, fmt.Errorf("recover pending records: %w", err)
@@ -198,6 +203,13 @@ func recoverPending(ctx context.Context, db *sql.DB) (c counts, lastSeq int64, n
 	}()
 	if err = tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM records`).Scan(&lastSeq); err != nil {
 		return c, 0, 0, err
+	}
+	for _, r := range begun {
+		// An id already started or released keeps its row (the insert below
+		// skips released ids).
+		if _, err = tx.ExecContext(ctx, stmtSQL[sStart], r.id, r.kind, r.version, r.time, r.state, r.size(), r.data); err != nil {
+			return c, 0, 0, err
+		}
 	}
 	ids, err := pendingIDs(ctx, tx)
 	if err != nil {

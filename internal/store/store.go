@@ -9,6 +9,10 @@
 // trade DESIGN.md §6 and §7 make for group commit at tens of thousands of
 // records a second.
 //
+// Strict audit's Begins are committed to an append-only log beside the
+// database (beginlog.go), with the same durability, so that a call's path
+// holds no SQLite transaction.
+//
 // Writes go through one writer goroutine that owns the only write connection
 // and commits everything queued in one transaction (group commit). Queries use
 // a separate read-only pool; in WAL mode readers never block the writer. One
@@ -57,6 +61,12 @@ type Config struct {
 	// Retention is how long records are kept once every sink has them;
 	// 0 keeps them forever.
 	Retention time.Duration
+
+	// showAfter is how old a begin log entry gets before the writer copies
+	// it where other processes see it (materializeAfter; tests shorten it).
+	showAfter time.Duration
+	// segmentBytes is the begin log's segment size (begunSegmentBytes).
+	segmentBytes int64
 }
 
 // validate checks cfg and fills in defaults.
@@ -77,6 +87,12 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("retention: %s is negative", c.Retention))
+	}
+	if c.showAfter == 0 {
+		c.showAfter = materializeAfter
+	}
+	if c.segmentBytes == 0 {
+		c.segmentBytes = begunSegmentBytes
 	}
 	return c, errors.Join(errs...)
 }
@@ -101,9 +117,10 @@ type Stats struct {
 type Store struct {
 	cfg       Config
 	log       *slog.Logger
-	wdb       *sql.DB // one connection, used only by the writer
-	rdb       *sql.DB // read-only pool for queries
-	w         *writer // nil when opened read-only
+	wdb       *sql.DB   // one connection, used only by the writer
+	rdb       *sql.DB   // read-only pool for queries
+	w         *writer   // nil when opened read-only
+	begins    *beginLog // strict audit's Begins (beginlog.go); nil: through the writer
 	recovered int
 
 	mu     sync.RWMutex // guards closed against sends on reqs
@@ -111,6 +128,7 @@ type Store struct {
 	reqs   chan *request
 	done   chan struct{} // closed when the writer goroutine has returned
 	linger *time.Timer   // the writer goroutine's, reused (see asyncLinger)
+	idle   *time.Timer   // the writer goroutine's, reused (see next)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -196,14 +214,28 @@ func (s *Store) open(ctx context.Context) error {
 	if err := migrate(ctx, s.wdb); err != nil {
 		return err
 	}
-	c, lastSeq, n, err := recoverPending(ctx, s.wdb)
+	begins, begun, segments, err := openBeginLog(s.cfg.Path, s.cfg.segmentBytes)
+	if err != nil {
+		return err
+	}
+	if begins == nil {
+		s.log.Warn("another store holds this database's begin log: is a second process writing it? Begins go through SQLite")
+	}
+	s.begins = begins
+	c, lastSeq, n, err := recoverPending(ctx, s.wdb, begun)
 	if err != nil {
 		return err
 	}
 	s.recovered = n
+	// Recovered, so the segments can go; a crash before this reads them
+	// again, and their ids are then released already.
+	if err := removeSegments(segments); err != nil {
+		return err
+	}
 	if s.w, err = newWriter(ctx, s.wdb, s.cfg, s.log, c, lastSeq); err != nil {
 		return err
 	}
+	s.w.begins, s.w.showAfter = begins, s.cfg.showAfter
 	s.stats = s.w.stats()
 	if s.w.wal, err = newWALCopier(ctx, s.cfg.Path, s.log); err != nil {
 		return err
@@ -279,8 +311,16 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		return st, nil
 	}
 	s.statsMu.Lock()
-	defer s.statsMu.Unlock()
-	return s.stats, nil
+	st := s.stats
+	s.statsMu.Unlock()
+	if b := s.begins; b != nil {
+		n := b.n.Load()
+		st.Records += n
+		st.Pending += n
+		st.Bytes += b.bytes.Load()
+		st.Appended += b.begins.Load()
+	}
+	return st, nil
 }
 
 // publish records the writer's counters after a commit.
@@ -333,6 +373,9 @@ func (s *Store) closeDBs() error {
 			errs = append(errs, s.w.wal.close())
 		}
 		errs = append(errs, s.w.close())
+	}
+	if s.begins != nil {
+		errs = append(errs, s.begins.close())
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())

@@ -31,6 +31,7 @@ const (
 	opSetCursor
 	opPrune
 	opExec
+	opMaterialize // copy the begin log's entries into started (beginlog.go)
 )
 
 // journal reports whether the op is one of record.Journal's writes, the
@@ -130,7 +131,7 @@ func (s *Store) run(ctx context.Context) {
 		first := carry
 		carry = nil
 		if first == nil {
-			r, ok := <-s.reqs
+			r, ok := s.next()
 			if !ok {
 				return
 			}
@@ -190,6 +191,34 @@ func (s *Store) run(ctx context.Context) {
 	}
 }
 
+// next waits for the next request. With a begin log it wakes every
+// showAfter, and if the log holds entries returns an empty request of its
+// own, so that a batch materializes the entries that have grown old even
+// when nothing else is written (a long stream on an idle gateway).
+func (s *Store) next() (*request, bool) {
+	if s.begins == nil {
+		r, ok := <-s.reqs
+		return r, ok
+	}
+	for {
+		if s.idle == nil {
+			s.idle = time.NewTimer(s.cfg.showAfter)
+		} else {
+			s.idle.Reset(s.cfg.showAfter)
+		}
+		select {
+		case r, ok := <-s.reqs:
+			s.idle.Stop()
+			return r, ok
+		case <-s.idle.C:
+			if s.begins.n.Load() > 0 {
+				noop := func(context.Context, *sql.Tx, int64) error { return nil }
+				return &request{op: opExec, fn: noop, async: true, done: make(chan result, 1)}, true
+			}
+		}
+	}
+}
+
 // writer holds the write connection's statements and the in-memory state
 // that mirrors the database: the seq counter and the counts.
 type writer struct {
@@ -202,6 +231,11 @@ type writer struct {
 
 	wal      *walCopier // nil: SQLite's automatic checkpoints alone
 	walBytes int64      // committed since the last poke of wal
+
+	begins    *beginLog       // nil: every Begin comes through the writer
+	showAfter time.Duration   // materialize the log's entries this old
+	released  []string        // begin log entries the batch stores, released on commit
+	moved     map[string]bool // the ids of released: stored by this batch
 
 	seq int64 // last seq assigned; never rolled back, so never reused
 	c   counts
@@ -222,6 +256,7 @@ func newWriter(ctx context.Context, db *sql.DB, cfg Config, log *slog.Logger, c 
 		dropOldest: cfg.WhenFull == WhenFullDropOldest,
 		seq:        lastSeq,
 		c:          c,
+		moved:      map[string]bool{},
 	}
 	for id, q := range stmtSQL {
 		st, err := db.PrepareContext(ctx, q)
@@ -269,13 +304,20 @@ func (w *writer) stats() Stats {
 func (w *writer) commit(ctx context.Context, batch []*request) []result {
 	results := make([]result, len(batch))
 	before := w.c
-	if err := w.runBatch(ctx, batch, results); err != nil {
+	err := w.runBatch(ctx, batch, results)
+	if err == nil && w.begins != nil {
+		w.begins.release(w.released)
+	}
+	w.released = w.released[:0]
+	clear(w.moved)
+	if err != nil {
 		w.c = before
 		for i := range results {
 			results[i] = result{err: err}
 		}
 		return results
 	}
+	w.c.credit = 0
 	w.commits++
 	for i, r := range batch {
 		w.walBytes += r.bytes
@@ -313,24 +355,29 @@ func (w *writer) runBatch(ctx context.Context, batch []*request, results []resul
 			err = errors.Join(err, fmt.Errorf("roll back: %w", rbErr))
 		}
 	}()
+	// Calls in flight for a second become visible to queries of other
+	// processes (beginlog.go).
+	if err := w.materialize(ctx, t, w.now().Add(-w.showAfter)); err != nil {
+		return fmt.Errorf("materialize begun records: %w", err)
+	}
 	for i, r := range batch {
 		// A savepoint lets a request refused for size after it has written
 		// roll back alone, but it journals every page the request touches
 		// (40% of the writer's CPU with 4 KB records), so a request gets one
 		// only when it could take the store past MaxBytes: r.bytes bounds
 		// what it adds.
-		isolate := w.maxBytes > 0 && w.c.bytes+r.bytes > w.maxBytes
+		isolate := w.maxBytes > 0 && w.used()+r.bytes > w.maxBytes
 		if isolate {
 			if _, err := t.exec(ctx, sSavepoint); err != nil {
 				return fmt.Errorf("open savepoint: %w", err)
 			}
 		}
-		snap := w.c
+		snap, rel := w.c, len(w.released)
 		n, aerr := w.apply(ctx, t, r)
 		switch {
 		case aerr == nil:
 		case isolate && errors.Is(aerr, errFull):
-			w.c = snap
+			w.c, w.released = snap, w.released[:rel]
 			n = 0
 			if _, err := t.exec(ctx, sRollbackTo); err != nil {
 				return fmt.Errorf("roll back to savepoint: %w", err)
