@@ -206,6 +206,11 @@ func maintain(ctx context.Context, st *store.Store, sinks []string, log *slog.Lo
 	defer prune.Stop()
 	rollup := time.NewTicker(rollupEvery)
 	defer rollup.Stop()
+	// Caught up at start, the store sums what it commits as it goes, and
+	// every later rollup only writes those sums (store.RollUp).
+	if _, err := st.RollUp(ctx); err != nil && ctx.Err() == nil {
+		log.Error("roll up usage", "err", err)
+	}
 	for {
 		select {
 		case <-ctx.Done():

@@ -50,7 +50,7 @@ var stmtSQL = [numStmts]string{
 		ON CONFLICT (sink) DO UPDATE SET seq = excluded.seq, updated = excluded.updated`,
 	sGetCursor: `SELECT seq FROM cursors WHERE sink = ?`,
 	sPrune: `DELETE FROM records WHERE rowid IN (
-		SELECT rowid FROM records WHERE seq <= ? AND time < ? LIMIT ?) RETURNING size`,
+		SELECT rowid FROM records WHERE seq <= ? AND time < ? LIMIT ?) RETURNING seq, size`,
 	sSavepoint:  `SAVEPOINT request`,
 	sRelease:    `RELEASE request`,
 	sRollbackTo: `ROLLBACK TO request`,
@@ -89,6 +89,8 @@ func (w *writer) apply(ctx context.Context, t *txn, r *request) (int, error) {
 		return 0, w.finish(ctx, t, r.rows[0])
 	case opMaterialize:
 		return 0, w.materialize(ctx, t, time.Time{})
+	case opRollUp:
+		return w.rollUp(ctx, t)
 	case opSetCursor:
 		if _, err := t.exec(ctx, sSetCursor, r.sink, r.seq, w.now().UnixNano()); err != nil {
 			return 0, fmt.Errorf("set cursor: %w", err)
@@ -119,6 +121,7 @@ func (w *writer) appendRows(ctx context.Context, t *txn, rows []row) (int, error
 			w.seq++
 			added++
 			delta += r.size()
+			w.roll.add(r)
 		}
 	}
 	w.c.records += added
@@ -287,6 +290,7 @@ func (w *writer) drop(ctx context.Context, t *txn, need, floor int64) (freed, n 
 		if _, err := t.exec(ctx, sDeleteTo, last); err != nil {
 			return 0, 0, fmt.Errorf("drop oldest records: %w", err)
 		}
+		w.roll.deleted(last)
 	}
 	return freed, n, nil
 }
@@ -307,20 +311,22 @@ func (w *writer) prune(ctx context.Context, t *txn, r *request) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("delete old records: %w", err)
 	}
-	var n, freed int64
+	var n, freed, last int64
 	for rows.Next() {
-		var size int64
-		if err := rows.Scan(&size); err != nil {
+		var seq, size int64
+		if err := rows.Scan(&seq, &size); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("delete old records: %w", err)
 		}
 		n++
 		freed += size
+		last = max(last, seq)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return 0, fmt.Errorf("delete old records: %w", err)
 	}
 	w.c.records -= n
 	w.c.bytes -= freed
+	w.roll.deleted(last)
 	return int(n), nil
 }

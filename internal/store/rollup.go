@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tapline/tapline/internal/record"
 	"github.com/tidwall/gjson"
 )
 
@@ -183,7 +184,7 @@ type rollupRow [9]int64
 // pass over its top-level members: it is read in Go rather than with
 // json_each, which costs SQLite a parse of the whole record (captured
 // prompt and response included) for every call.
-func rollupOf(nanos int64, data []byte) (rollupGroup, rollupRow) {
+func rollupOf(nanos int64, doc gjson.Result) (rollupGroup, rollupRow) {
 	g := rollupGroup{hour: nanos / hourNanos} // truncated, as SQLite's integer division
 	var principal, usage, status gjson.Result
 	var modelReturned, modelRequested string
@@ -193,7 +194,7 @@ func rollupOf(nanos int64, data []byte) (rollupGroup, rollupRow) {
 		seen |= bit
 		return ok
 	}
-	gjson.ParseBytes(data).ForEach(func(k, v gjson.Result) bool {
+	doc.ForEach(func(k, v gjson.Result) bool {
 		switch k.Str {
 		case "principal":
 			if first(1 << 0) {
@@ -285,44 +286,15 @@ func b2i(b bool) int64 {
 // transactions of at most rollupStep records, and returns how many seqs it
 // moved past. `tapline serve` runs it every few seconds; the usage and
 // series queries are exact without it, only slower as the records after
-// the rollup grow. Each step reads its records once, sums them per hour
-// and group in Go, and writes one upsert per group.
+// the rollup grow. Once it has caught up, the writer keeps running sums
+// of what it commits (rollAcc) and the next RollUp writes those, one
+// upsert per hour and group; otherwise each step reads its records once
+// and sums them in Go.
 func (s *Store) RollUp(ctx context.Context) (int, error) {
 	total := 0
 	for {
-		var n int
-		fn := func(ctx context.Context, tx *sql.Tx, _ int64) error {
-			var from, last int64
-			if err := tx.QueryRowContext(ctx, `SELECT seq FROM usage_rollup`).Scan(&from); err != nil {
-				return err
-			}
-			if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM records`).Scan(&last); err != nil {
-				return err
-			}
-			to := min(last, from+rollupStep)
-			if to <= from {
-				return nil
-			}
-			sums, err := rollupBatch(ctx, tx, from, to)
-			if err != nil {
-				return err
-			}
-			for g, r := range sums {
-				args := []any{g.hour, g.principal, g.deployment, g.model, g.operation, g.backend}
-				for _, v := range r {
-					args = append(args, v)
-				}
-				if _, err := tx.ExecContext(ctx, rollupUpsertSQL, args...); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `UPDATE usage_rollup SET seq = ?`, to); err != nil {
-				return err
-			}
-			n = int(to - from)
-			return nil
-		}
-		if _, err := s.do(ctx, &request{op: opExec, fn: fn}); err != nil {
+		n, err := s.do(ctx, &request{op: opRollUp})
+		if err != nil {
 			return total, fmt.Errorf("roll up usage: %w", err)
 		}
 		total += n
@@ -346,17 +318,139 @@ func rollupBatch(ctx context.Context, tx *sql.Tx, from, to int64) (map[rollupGro
 		if err := rows.Scan(&nanos, &data); err != nil {
 			return nil, err
 		}
-		g, r := rollupOf(nanos, data)
-		acc := sums[g]
-		if acc == nil {
-			acc = new(rollupRow)
-			sums[g] = acc
-		}
-		for i, v := range r {
-			acc[i] += v
-		}
+		g, r := rollupOf(nanos, gjson.ParseBytes(data))
+		addRollup(sums, g, &r)
 	}
 	return sums, rows.Err()
+}
+
+// addRollup adds r to g's sums in m.
+func addRollup(m map[rollupGroup]*rollupRow, g rollupGroup, r *rollupRow) {
+	acc := m[g]
+	if acc == nil {
+		acc = new(rollupRow)
+		m[g] = acc
+	}
+	for i, v := range r {
+		acc[i] += v
+	}
+}
+
+// rollAcc is the writer's running sum of the gateway records it commits
+// after the rollup's cursor, so that RollUp writes sums it already has
+// instead of reading the records back: that read was 5% of a busy
+// gateway's CPU (BENCHMARKS.md). It is lost on a restart, and dropped
+// whenever it could disagree with the database (a failed transaction or
+// request, records deleted after the cursor); RollUp then reads the
+// records as before, and starts a new sum once it has caught up.
+type rollAcc struct {
+	valid      bool  // sums hold the gateway records with seq in (from, upTo]
+	from, upTo int64 // from is usage_rollup.seq
+	sums       map[rollupGroup]*rollupRow
+	batch      map[rollupGroup]*rollupRow // the current transaction's, until it commits
+	fast       int64                      // RollUp steps answered from sums, for tests
+}
+
+// add sums a released gateway record of the current transaction.
+func (a *rollAcc) add(r row) {
+	if a.valid && r.kind == string(record.KindGatewayRequest) {
+		g, v := rollupOf(r.time, gjson.Parse(r.data))
+		addRollup(a.batch, g, &v)
+	}
+}
+
+// commit folds the committed transaction's sums in; seq is the last seq
+// it assigned.
+func (a *rollAcc) commit(seq int64) {
+	if a.valid {
+		for g, v := range a.batch {
+			addRollup(a.sums, g, v)
+		}
+		a.upTo = seq
+	}
+	clear(a.batch)
+}
+
+// drop forgets the sums: RollUp reads the records again.
+func (a *rollAcc) drop() {
+	a.valid = false
+	clear(a.sums)
+	clear(a.batch)
+}
+
+// restart begins empty sums after seq, the rollup's cursor, which the
+// current transaction has moved to the last record.
+func (a *rollAcc) restart(seq int64) {
+	a.valid, a.from, a.upTo = true, seq, seq
+	clear(a.sums)
+	clear(a.batch)
+}
+
+// deleted tells the sums that records up to seq are gone.
+func (a *rollAcc) deleted(seq int64) {
+	if seq > a.from {
+		a.drop()
+	}
+}
+
+// rollUp is one step of RollUp in the writer's transaction: it writes the
+// running sums if it has them, else reads at most rollupStep records after
+// the cursor. It returns how many seqs the cursor moved.
+func (w *writer) rollUp(ctx context.Context, t *txn) (int, error) {
+	tx := t.tx
+	var from int64
+	if err := tx.QueryRowContext(ctx, `SELECT seq FROM usage_rollup`).Scan(&from); err != nil {
+		return 0, err
+	}
+	a := &w.roll
+	if a.valid && a.from == from {
+		if err := upsertRollup(ctx, tx, a.sums); err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE usage_rollup SET seq = ?`, a.upTo); err != nil {
+			return 0, err
+		}
+		n := a.upTo - a.from
+		a.from = a.upTo
+		clear(a.sums)
+		a.fast++
+		return int(n), nil
+	}
+	var last int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(seq), 0) FROM records`).Scan(&last); err != nil {
+		return 0, err
+	}
+	to := min(last, from+rollupStep)
+	if to > from {
+		sums, err := rollupBatch(ctx, tx, from, to)
+		if err != nil {
+			return 0, err
+		}
+		if err := upsertRollup(ctx, tx, sums); err != nil {
+			return 0, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE usage_rollup SET seq = ?`, to); err != nil {
+			return 0, err
+		}
+	}
+	if to == last {
+		a.restart(max(to, from))
+	}
+	return int(max(to-from, 0)), nil
+}
+
+// upsertRollup adds sums to usage_hourly.
+func upsertRollup(ctx context.Context, tx *sql.Tx, sums map[rollupGroup]*rollupRow) error {
+	for g, r := range sums {
+		args := []any{g.hour, g.principal, g.deployment, g.model, g.operation, g.backend}
+		for _, v := range r {
+			args = append(args, v)
+		}
+		if _, err := tx.ExecContext(ctx, rollupUpsertSQL, args...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rollupGroups maps UsageQuery.By keys to usage_hourly expressions.

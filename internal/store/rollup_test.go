@@ -231,3 +231,51 @@ func TestUsageFastAfterRecovery(t *testing.T) {
 	}
 	checkUsageFast(t, s)
 }
+
+// TestRollUpRunningSums checks the writer's running sums: once RollUp has
+// caught up, the next one writes the sums of what was committed since
+// without reading it back, and they equal the records'; records deleted
+// after the cursor make RollUp read the records again.
+func TestRollUpRunningSums(t *testing.T) {
+	s := openStore(t, Config{})
+	ctx := t.Context()
+	rollUp := func() (n int, fast bool) {
+		t.Helper()
+		before := s.w.roll.fast
+		n, err := s.RollUp(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, s.w.roll.fast > before // read after the writer answered
+	}
+	if _, fast := rollUp(); fast {
+		t.Error("the first RollUp after Open used running sums it cannot have")
+	}
+	rollupFixture(t, s)
+	if n, fast := rollUp(); !fast || n == 0 {
+		t.Errorf("RollUp after catching up: moved %d, from running sums %v; want both", n, fast)
+	}
+	checkUsageFast(t, s)
+
+	// Delivered and pruned before they were rolled up: the sums would
+	// count records that are gone, so RollUp reads the records instead.
+	mustAppend(t, s, gwRec(t, "late", t0, record.GatewayRequest{State: record.StateCompleted, Status: 200,
+		Usage: &record.Usage{TotalTokens: 1000}}))
+	last := checkStats(t, s).LastSeq
+	if err := s.SetCursor(ctx, "sink", last); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.Retention = time.Nanosecond
+	if n, err := s.Prune(ctx, t0.Add(100*time.Hour), []string{"sink"}); err != nil || n == 0 {
+		t.Fatalf("Prune: %d, %v", n, err)
+	}
+	if _, fast := rollUp(); fast {
+		t.Error("RollUp used running sums after records past the cursor were pruned")
+	}
+	checkUsageFast(t, s)
+	rollupFixture(t, s) // the pruned ids come back as new records
+	if _, fast := rollUp(); !fast {
+		t.Error("RollUp did not start new running sums after reading the records")
+	}
+	checkUsageFast(t, s)
+}

@@ -32,6 +32,7 @@ const (
 	opPrune
 	opExec
 	opMaterialize // copy the begin log's entries into started (beginlog.go)
+	opRollUp      // one step of RollUp
 )
 
 // journal reports whether the op is one of record.Journal's writes, the
@@ -237,6 +238,8 @@ type writer struct {
 	released  []string        // begin log entries the batch stores, released on commit
 	moved     map[string]bool // the ids of released: stored by this batch
 
+	roll rollAcc // usage sums since the rollup's cursor (rollup.go)
+
 	seq int64 // last seq assigned; never rolled back, so never reused
 	c   counts
 
@@ -257,6 +260,7 @@ func newWriter(ctx context.Context, db *sql.DB, cfg Config, log *slog.Logger, c 
 		seq:        lastSeq,
 		c:          c,
 		moved:      map[string]bool{},
+		roll:       rollAcc{sums: map[rollupGroup]*rollupRow{}, batch: map[rollupGroup]*rollupRow{}},
 	}
 	for id, q := range stmtSQL {
 		st, err := db.PrepareContext(ctx, q)
@@ -312,12 +316,14 @@ func (w *writer) commit(ctx context.Context, batch []*request) []result {
 	clear(w.moved)
 	if err != nil {
 		w.c = before
+		w.roll.drop()
 		for i := range results {
 			results[i] = result{err: err}
 		}
 		return results
 	}
 	w.c.credit = 0
+	w.roll.commit(w.seq)
 	w.commits++
 	for i, r := range batch {
 		w.walBytes += r.bytes
@@ -378,6 +384,7 @@ func (w *writer) runBatch(ctx context.Context, batch []*request, results []resul
 		case aerr == nil:
 		case isolate && errors.Is(aerr, errFull):
 			w.c, w.released = snap, w.released[:rel]
+			w.roll.drop() // its sums may hold the request's records
 			n = 0
 			if _, err := t.exec(ctx, sRollbackTo); err != nil {
 				return fmt.Errorf("roll back to savepoint: %w", err)
