@@ -106,15 +106,17 @@ func (c *call) fail(w http.ResponseWriter, status int, code, message string) {
 	writeError(w, status, code, message)
 }
 
-// marshal renders the record in the given state.
+// marshal renders the record in the given state, into one of the call's
+// pooled buffers: the journal copies Data before it returns (record.Journal).
 func (c *call) marshal(state string) record.Record {
 	c.rec.State = state
-	data, err := json.Marshal(&c.rec)
-	if err != nil { // the payload is plain data: this is a programming error
+	buf := getBuffer()
+	c.bufs = append(c.bufs, buf)
+	if err := json.NewEncoder(buf).Encode(&c.rec); err != nil { // plain data: a programming error
 		panic(fmt.Sprintf("marshal gateway record: %v", err))
 	}
 	return record.Record{ID: c.id, Kind: record.KindGatewayRequest, Version: record.GatewayRequestVersion,
-		Time: c.start.UTC(), Data: data}
+		Time: c.start.UTC(), Data: bytes.TrimSuffix(buf.Bytes(), []byte("\n"))}
 }
 
 // end completes the record of a call and queues it for the store's next

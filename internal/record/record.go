@@ -59,7 +59,8 @@ type Appender interface {
 // the next group commit, and done, when not nil, is called with the outcome
 // from the store's own goroutine (so it must not block). It returns an
 // error only if rec could not be queued. A crash before that commit leaves
-// the record as Begin stored it (recovered as interrupted).
+// the record as Begin stored it (recovered as interrupted). None of the
+// three retains rec.Data once it returns: callers may reuse the buffer.
 type Journal interface {
 	Appender
 	Begin(ctx context.Context, rec Record) error
