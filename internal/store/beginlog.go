@@ -300,6 +300,10 @@ func (l *beginLog) append(r row) error {
 	}
 	if l.f == nil {
 		f, err := os.OpenFile(l.path(l.seg), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+		for tries := 0; errors.Is(err, os.ErrExist) && tries < 100; tries++ {
+			l.seg++ // a file left by a failed removal: never append to it
+			f, err = os.OpenFile(l.path(l.seg), os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+		}
 		if err != nil {
 			return fmt.Errorf("begin log: %w", err)
 		}
@@ -392,6 +396,7 @@ func (l *beginLog) release(ids []string) {
 		delete(l.byID, id)
 		l.n.Add(-1)
 		l.bytes.Add(-e.row.size())
+		e.row = row{id: id} // the queue may hold e a while: not its data
 		if l.live[e.seg]--; l.live[e.seg] == 0 && (e.seg != l.seg || l.f == nil) {
 			delete(l.live, e.seg)
 			_ = os.Remove(l.path(e.seg))

@@ -212,3 +212,23 @@ func TestBeginLogSecondWriter(t *testing.T) {
 		t.Errorf("released (-want +got):\n%s", diff)
 	}
 }
+
+// TestBeginLogSkipsForeignSegment puts a file where the next segment would
+// go: Begin writes the next number instead and leaves the file alone.
+func TestBeginLogSkipsForeignSegment(t *testing.T) {
+	cfg := testConfig(t)
+	s := openStore(t, cfg)
+	foreign := s.begins.path(s.begins.seg)
+	if err := os.WriteFile(foreign, []byte("not ours"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Begin(t.Context(), stateRec("a", record.StateStarted)); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(foreign); err != nil || string(b) != "not ours" {
+		t.Errorf("foreign file now %q, %v", b, err)
+	}
+	if segs := segmentFiles(t, cfg.Path); len(segs) != 2 {
+		t.Errorf("segments %v, want the foreign one and the one written", segs)
+	}
+}
