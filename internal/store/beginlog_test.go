@@ -42,6 +42,14 @@ func TestFrameRoundTrip(t *testing.T) {
 		if diff := cmp.Diff([]row{r, r}, got, cmp.AllowUnexported(row{})); diff != "" {
 			t.Errorf("%s: read back (-want +got):\n%s", r.id, diff)
 		}
+		// A payload cut anywhere is refused or read short, never a panic
+		// (readSegment checks the sum first; this is the parser alone).
+		payload := appendFrame(nil, r)[frameHeader:]
+		for i := range min(len(payload), 512) {
+			if got, err := parseFrame(payload[:i]); err == nil && got.id == r.id && got.data == r.data {
+				t.Errorf("%s: a payload cut to %d of %d bytes read as whole", r.id, i, len(payload))
+			}
+		}
 	}
 }
 
