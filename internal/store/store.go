@@ -219,7 +219,8 @@ func (s *Store) open(ctx context.Context) error {
 		return err
 	}
 	if begins == nil {
-		s.log.Warn("another store holds this database's begin log: is a second process writing it? Begins go through SQLite")
+		s.log.Warn("the begin log is held by another store on this database (is a second process writing it?) " +
+			"or file locks are not supported here: strict audit's Begins go through SQLite")
 	}
 	s.begins = begins
 	c, lastSeq, n, err := recoverPending(ctx, s.wdb, begun)
