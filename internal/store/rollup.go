@@ -16,11 +16,14 @@ import (
 // hour and per principal, deployment, model, operation and backend, so
 // that the dashboard's usage and overview over weeks read thousands of
 // rows, not a million JSON documents (issue 7: a page in under 200 ms with
-// 1,000,000 records). Triggers on records keep it exact through every
-// insert, Finish (update), recovery, drop_oldest and prune (delete), in the
-// same transaction as the change. UsageFast answers a UsageQuery from it,
-// with the same rows as Usage, reading records only for the partial hours
-// at the ends of the period.
+// 1,000,000 records). It holds the released records up to the cursor
+// usage_rollup.seq, which RollUp moves on from the writer's running sums
+// (rollAcc) or, after a restart, by reading the records; a delete trigger
+// takes out the summed records that prune and drop_oldest remove. The
+// queries add the records past the cursor and those in flight, so every
+// answer is exact. UsageFast answers a UsageQuery from it, with the same
+// rows as Usage, reading records only for the partial hours at the ends of
+// the period.
 //
 // The SQL here is part of migration 4 (schema.go): once shipped, change it
 // only through a new migration.
