@@ -232,7 +232,9 @@ func rollupOf(nanos int64, doc gjson.Result) (rollupGroup, rollupRow) {
 				usage = v
 			}
 		}
-		return true
+		// Once all eight are seen, the rest (the captured prompt and
+		// response, after them in a gateway record) need not be read.
+		return seen != 0xff
 	})
 	switch p := principal.Get("key_name"); {
 	case sqlText(p) != "":
