@@ -7,10 +7,20 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/tapline/tapline/internal/record"
 )
+
+// logConfig is a fresh store's config whose writer never materializes
+// begun records on its own (showAfter), so that the segments on disk
+// depend only on what the test does, however slow the machine.
+func logConfig(t *testing.T) Config {
+	cfg := testConfig(t)
+	cfg.showAfter = time.Hour
+	return cfg
+}
 
 // segmentFiles lists the begin log segments of the database at path.
 func segmentFiles(t *testing.T, path string) []string {
@@ -63,7 +73,7 @@ func TestBeginLogTornTail(t *testing.T) {
 		"bad sum":   func(b []byte) []byte { b[len(b)-1] ^= 0x20; return b },
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := testConfig(t)
+			cfg := logConfig(t)
 			s := openStore(t, cfg)
 			for _, id := range []string{"a", "b", "c"} {
 				if err := s.Begin(t.Context(), stateRec(id, record.StateStarted)); err != nil {
@@ -104,7 +114,7 @@ func TestBeginLogTornTail(t *testing.T) {
 // goes once its calls are finished, a long call keeps only its own, and a
 // clean Close with nothing in flight leaves none.
 func TestBeginLogSegments(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := logConfig(t)
 	cfg.segmentBytes = 1024 // about ten begun records
 	s := openStore(t, cfg)
 	ctx := t.Context()
@@ -198,7 +208,7 @@ func TestBeginLogMaterialized(t *testing.T) {
 // log the first holds: it must neither recover the first's calls in flight
 // nor remove its segments.
 func TestBeginLogSecondWriter(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := logConfig(t)
 	a := openStore(t, cfg)
 	if err := a.Begin(t.Context(), stateRec("live", record.StateStarted)); err != nil {
 		t.Fatal(err)
@@ -224,7 +234,7 @@ func TestBeginLogSecondWriter(t *testing.T) {
 // TestBeginLogSkipsForeignSegment puts a file where the next segment would
 // go: Begin writes the next number instead and leaves the file alone.
 func TestBeginLogSkipsForeignSegment(t *testing.T) {
-	cfg := testConfig(t)
+	cfg := logConfig(t)
 	s := openStore(t, cfg)
 	foreign := s.begins.path(s.begins.seg)
 	if err := os.WriteFile(foreign, []byte("not ours"), 0o600); err != nil {
