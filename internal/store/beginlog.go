@@ -39,9 +39,9 @@ import (
 // An entry is also copied into the started table (materialized, which
 // releases it from the log) when a query of this process is about to read
 // records, and by the writer once it is a second old, so calls in flight
-// are visible to queries (another process's within a second). Near
-// MaxBytes, Begin goes through the writer as before, where the bound is
-// exact.
+// are visible to queries (another process's within two seconds: an
+// idle writer wakes every second to look). Near MaxBytes, Begin goes
+// through the writer as before, where the bound is exact.
 //
 // The log is a series of segment files, <database>-begun-<n>. A segment is
 // deleted once every entry in it is released; a long call keeps only its
