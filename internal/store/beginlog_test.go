@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -249,4 +250,31 @@ func TestBeginLogSkipsForeignSegment(t *testing.T) {
 	if segs := segmentFiles(t, cfg.Path); len(segs) != 2 {
 		t.Errorf("segments %v, want the foreign one and the one written", segs)
 	}
+}
+
+// TestBegunShownToOtherProcesses leaves a call in flight on an idle
+// writer: another process (a read-only store) sees it once the writer's
+// idle wake-up finds it a second old, with no query of the writer's own.
+func TestBegunShownToOtherProcesses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := testConfig(t)
+		w := openStore(t, cfg)
+		if err := w.Begin(t.Context(), stateRec("live", record.StateStarted)); err != nil {
+			t.Fatal(err)
+		}
+		r, err := OpenReadOnly(t.Context(), cfg.Path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if got := allRecords(t, r, Filter{}); len(got) != 0 {
+			t.Fatalf("another process sees %d records at once, want none yet", len(got))
+		}
+		time.Sleep(3 * materializeAfter) // the fake clock of the bubble
+		synctest.Wait()
+		got := allRecords(t, r, Filter{})
+		if len(got) != 1 || payloadState(t, got[0].Data) != record.StateStarted {
+			t.Fatalf("another process sees %d records after %s, want the call in flight", len(got), 3*materializeAfter)
+		}
+	})
 }
