@@ -126,21 +126,15 @@ func (s *Store) Append(ctx context.Context, recs []record.Record) (int, error) {
 // While the store is not near MaxBytes, Begin commits rec to the begin log
 // on the caller's goroutine (beginlog.go) and does not wait for the writer.
 func (s *Store) Begin(ctx context.Context, rec record.Record) error {
-	if s.begins == nil {
-		return s.single(ctx, opBegin, "begin", rec)
-	}
 	r, err := newRow(0, rec)
 	if err != nil {
 		return fmt.Errorf("begin record: %w", err)
 	}
+	if s.begins == nil || !s.roomFor(r.size()) {
+		return s.send(ctx, opBegin, "begin", r)
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("begin record %q: %w", rec.ID, err)
-	}
-	if !s.roomFor(r.size()) {
-		if _, err := s.do(ctx, &request{op: opBegin, rows: []row{r}, bytes: r.size()}); err != nil {
-			return fmt.Errorf("begin record %q: %w", rec.ID, err)
-		}
-		return nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -217,8 +211,13 @@ func (s *Store) single(ctx context.Context, op opKind, verb string, rec record.R
 	if err != nil {
 		return fmt.Errorf("%s record: %w", verb, err)
 	}
+	return s.send(ctx, op, verb, r)
+}
+
+// send queues a one-row request and waits for its commit.
+func (s *Store) send(ctx context.Context, op opKind, verb string, r row) error {
 	if _, err := s.do(ctx, &request{op: op, rows: []row{r}, bytes: r.size()}); err != nil {
-		return fmt.Errorf("%s record %q: %w", verb, rec.ID, err)
+		return fmt.Errorf("%s record %q: %w", verb, r.id, err)
 	}
 	return nil
 }
