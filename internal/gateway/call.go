@@ -59,6 +59,7 @@ type call struct {
 	bufs         []*bytes.Buffer
 
 	decision ratelimit.Decision // the limit step's, when admitted
+	limit    record.Limit       // what rec.Limit points to, when it is set
 	admitted bool               // admitted by the limit step: its headers go on the response
 	reserved bool               // admitted with tokens reserved: reconcile at the end
 }
@@ -143,7 +144,7 @@ func (g *Gateway) end(c *call, w http.ResponseWriter) {
 		g.recorded(err)
 	}
 	if c.reserved {
-		g.reconcile(c)
+		g.reconcile(ctx, c)
 	}
 }
 

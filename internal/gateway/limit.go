@@ -26,8 +26,8 @@ const limitNameUnavailable = "limiter_unavailable"
 
 // rateLimitHeaders are the budget headers Azure OpenAI sends about a
 // deployment, in canonical form; the limit step's replace them.
-var rateLimitHeaders = []string{"X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests",
-	"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens"}
+var rateLimitHeaders = []string{ratelimit.HeaderLimitRequests, ratelimit.HeaderRemainingRequests,
+	ratelimit.HeaderLimitTokens, ratelimit.HeaderRemainingTokens}
 
 // statser is the optional interface of a limiter with fallback counters
 // (*ratelimit.Fallback).
@@ -66,7 +66,10 @@ func (g *Gateway) admit(c *call, w http.ResponseWriter, r *http.Request) bool {
 		c.refuse(w, http.StatusServiceUnavailable, "503", "the gateway cannot check its rate limits right now; try again later")
 		return false
 	}
-	c.rec.Limit = limitRecord(d)
+	if l, ok := limitRecord(d); ok {
+		c.limit = l
+		c.rec.Limit = &c.limit
+	}
 	if !d.Allowed {
 		d.SetHeaders(w.Header())
 		code := "429"
@@ -111,35 +114,37 @@ func (g *Gateway) estimate(c *call) int64 {
 }
 
 // limitRecord is the record's limit field: the refusing limit, or for an
-// admitted call the per-minute limit it is closest to; nil when no
+// admitted call the per-minute limit it is closest to; false when no
 // per-minute limit applies to an admitted call.
-func limitRecord(d ratelimit.Decision) *record.Limit {
+func limitRecord(d ratelimit.Decision) (record.Limit, bool) {
 	switch {
 	case d.Reason == ratelimit.Unavailable:
-		return &record.Limit{Name: limitNameUnavailable, Throttled: true}
+		return record.Limit{Name: limitNameUnavailable, Throttled: true}, true
 	case !d.Allowed:
-		return &record.Limit{Name: d.Limit, Throttled: true}
+		return record.Limit{Name: d.Limit, Throttled: true}, true
 	}
-	var best *record.Limit
+	var best record.Limit
+	var found bool
 	var bestShare float64 = 2
 	if d.LimitRequests > 0 && d.RemainingRequests >= 0 {
-		best = &record.Limit{Name: ratelimit.RequestsPerMinute, Remaining: d.RemainingRequests}
+		best, found = record.Limit{Name: ratelimit.RequestsPerMinute, Remaining: d.RemainingRequests}, true
 		bestShare = float64(d.RemainingRequests) / float64(d.LimitRequests)
 	}
 	if d.LimitTokens > 0 && d.RemainingTokens >= 0 &&
 		float64(d.RemainingTokens)/float64(d.LimitTokens) < bestShare {
-		best = &record.Limit{Name: ratelimit.TokensPerMinute, Remaining: d.RemainingTokens}
+		best, found = record.Limit{Name: ratelimit.TokensPerMinute, Remaining: d.RemainingTokens}, true
 	}
-	return best
+	return best, found
 }
 
 // reconcile settles an admitted call's reservation with what it used: the
 // usage reported (or estimated by settle, also for a stream cut short); for
 // a call that succeeded without a usage (images, audio) the estimate
-// stands; a call the backend never served used nothing. It runs on a
-// context cut loose from the caller's: a caller that left still pays for
-// what it consumed.
-func (g *Gateway) reconcile(c *call) {
+// stands; a call the backend never served used nothing. ctx is cut loose
+// from the caller's: a caller that left still pays for what it consumed.
+// No limiter waits on the network here (Redis queues the correction), so
+// ctx needs no deadline of its own.
+func (g *Gateway) reconcile(ctx context.Context, c *call) {
 	var actual int64
 	switch rec := &c.rec; {
 	case rec.Usage != nil:
@@ -147,8 +152,6 @@ func (g *Gateway) reconcile(c *call) {
 	case c.tap != nil && !c.refused && rec.UpstreamStatus < 400:
 		actual = c.decision.Reservation.Tokens()
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.clientCtx), 5*time.Second)
-	defer cancel()
 	if err := g.limiter.Reconcile(ctx, c.decision.Reservation, actual); err != nil {
 		// One line a second at most: while Redis is down every call fails here.
 		if now := time.Now().Unix(); g.lastReconcileErr.Swap(now) != now {

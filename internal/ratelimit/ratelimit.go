@@ -82,8 +82,10 @@ type Cost struct {
 // context ended) and nothing is known to be reserved. Reconcile replaces the
 // reserved tokens of an allowed Decision's Reservation by the actual count;
 // call it exactly once per allowed Decision, with a context that outlives the
-// client's (context.WithoutCancel). Reconciling a zero Reservation does
-// nothing. Both are safe for concurrent use.
+// client's (context.WithoutCancel). Reconcile does not wait on the network
+// (a shared limiter queues the correction), so the gateway gives it no
+// deadline. Reconciling a zero Reservation does nothing. Both are safe for
+// concurrent use.
 type Limiter interface {
 	Reserve(ctx context.Context, key string, lim Limits, cost Cost) (Decision, error)
 	Reconcile(ctx context.Context, res Reservation, actualTokens int64) error
@@ -134,7 +136,8 @@ type Reservation struct {
 	day    int64
 	month  int64
 	tokens int64
-	local  bool // Fallback: reserved in the local limiter
+	local  bool      // Fallback: reserved in the local limiter
+	keys   [3]string // Redis: the windows' keys, minute, day, month
 }
 
 // Tokens is the number of tokens reserved.
@@ -170,20 +173,51 @@ func (d Decision) Message() string {
 	return ""
 }
 
+// The headers SetHeaders writes, in canonical form: it assigns them
+// directly, as Header.Set would after canonicalizing (and allocating) each
+// name on every call. Azure OpenAI sends the same names about a deployment.
+const (
+	HeaderLimitRequests     = "X-Ratelimit-Limit-Requests"
+	HeaderRemainingRequests = "X-Ratelimit-Remaining-Requests"
+	HeaderLimitTokens       = "X-Ratelimit-Limit-Tokens"
+	HeaderRemainingTokens   = "X-Ratelimit-Remaining-Tokens"
+	headerRetryAfter        = "Retry-After"
+)
+
 // SetHeaders sets x-ratelimit-remaining-requests and -tokens (and the
 // matching x-ratelimit-limit-* headers) for the minute windows that have a
-// limit, and Retry-After on 429 and 503.
+// limit, and Retry-After on 429 and 503. It runs on every limited call, so
+// the values share one string and one slice.
 func (d Decision) SetHeaders(h http.Header) {
+	var names [5]string
+	var ends [5]int
+	var buf [5 * 20]byte
+	b, n := buf[:0], 0
+	add := func(name string, v int64) {
+		b = strconv.AppendInt(b, v, 10)
+		names[n], ends[n] = name, len(b)
+		n++
+	}
 	if d.LimitRequests > 0 && d.RemainingRequests >= 0 {
-		h.Set("x-ratelimit-limit-requests", strconv.FormatInt(d.LimitRequests, 10))
-		h.Set("x-ratelimit-remaining-requests", strconv.FormatInt(d.RemainingRequests, 10))
+		add(HeaderLimitRequests, d.LimitRequests)
+		add(HeaderRemainingRequests, d.RemainingRequests)
 	}
 	if d.LimitTokens > 0 && d.RemainingTokens >= 0 {
-		h.Set("x-ratelimit-limit-tokens", strconv.FormatInt(d.LimitTokens, 10))
-		h.Set("x-ratelimit-remaining-tokens", strconv.FormatInt(d.RemainingTokens, 10))
+		add(HeaderLimitTokens, d.LimitTokens)
+		add(HeaderRemainingTokens, d.RemainingTokens)
 	}
 	if d.Reason == RateLimited || d.Reason == Unavailable {
-		h.Set("Retry-After", strconv.FormatInt(retrySeconds(d.RetryAfter), 10))
+		add(headerRetryAfter, retrySeconds(d.RetryAfter))
+	}
+	if n == 0 {
+		return
+	}
+	all, vals := string(b), make([]string, n)
+	start := 0
+	for i := range n {
+		vals[i] = all[start:ends[i]]
+		h[names[i]] = vals[i : i+1 : i+1]
+		start = ends[i]
 	}
 }
 

@@ -86,23 +86,30 @@ type Redis struct {
 	loaded atomic.Bool
 }
 
-// reserveReq is a Reserve waiting for the sender; done is closed once cmd
-// holds its script's outcome.
+// reserveReq is a Reserve waiting for the sender; done receives once cmd
+// holds its script's outcome. Requests are pooled: one whose Reserve gave
+// up waiting is not returned to the pool, since the sender may still
+// answer it.
 type reserveReq struct {
-	keys []string
-	args []any
-	cmd  *redis.Cmd
-	done chan struct{}
+	keys     [3]string
+	args     []any
+	deadline time.Time // the Reserve's: now + Timeout
+	cmd      *redis.Cmd
+	done     chan struct{} // buffered: the sender never blocks on it
 }
+
+var reqPool = sync.Pool{New: func() any { return &reserveReq{done: make(chan struct{}, 1)} }}
 
 // maxBatch bounds the reservations of one pipeline.
 const maxBatch = 256
 
 var errClosed = errors.New("reserve in redis: the limiter is closed")
 
-// correction is one queued Reconcile: delta tokens for each window in keys.
+// correction is one queued Reconcile: delta tokens for each of the first n
+// windows in keys.
 type correction struct {
-	keys  []string
+	keys  [3]string
+	n     int
 	delta int64
 	tries int // sends refused because Redis had lost the script
 }
@@ -195,20 +202,33 @@ end
 return 0
 `)
 
-func (r *Redis) keys(key string, minute, day, month int64) []string {
-	base := r.prefix + "{" + key + "}:"
-	return []string{
-		base + "m:" + strconv.FormatInt(minute, 10),
-		base + "d:" + strconv.FormatInt(day, 10),
-		base + "M:" + strconv.FormatInt(month, 10),
+// keys returns the minute, day and month hashes of key, cut from one
+// string: they are built on every call.
+func (r *Redis) keys(key string, minute, day, month int64) [3]string {
+	var buf [192]byte
+	var ends [3]int
+	b := buf[:0]
+	for i, w := range [3]struct {
+		tag   string
+		start int64
+	}{{"}:m:", minute}, {"}:d:", day}, {"}:M:", month}} {
+		b = append(b, r.prefix...)
+		b = append(b, '{')
+		b = append(b, key...)
+		b = append(b, w.tag...)
+		b = strconv.AppendInt(b, w.start, 10)
+		ends[i] = len(b)
 	}
+	all := string(b)
+	return [3]string{all[:ends[0]], all[ends[0]:ends[1]], all[ends[1]:]}
 }
 
 func ttl(now, end time.Time) int64 {
 	return end.Sub(now).Milliseconds() + keySlack.Milliseconds()
 }
 
-// Reserve implements Limiter.
+// Reserve implements Limiter. It waits at most Timeout (or until ctx
+// ends) for its script's outcome.
 func (r *Redis) Reserve(ctx context.Context, key string, lim Limits, cost Cost) (Decision, error) {
 	cost = normal(cost)
 	w := r.cal.at(r.clock())
@@ -216,15 +236,17 @@ func (r *Redis) Reserve(ctx context.Context, key string, lim Limits, cost Cost) 
 	if mask == 0 {
 		return decide(key, lim, cost, w, refusedNone, usage{}), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	keys := r.keys(key, w.minute.UnixMilli(), w.day.UnixMilli(), w.month.UnixMilli())
-	args := []any{lim.RequestsPerMinute, lim.TokensPerMinute, lim.TokensPerDay, lim.TokensPerMonth,
-		cost.Requests, cost.Tokens, mask, ttl(w.now, w.minuteEnd), ttl(w.now, w.dayEnd), ttl(w.now, w.monEnd)}
-	req := &reserveReq{keys: keys, args: args, done: make(chan struct{})}
+	req := reqPool.Get().(*reserveReq)
+	req.keys = r.keys(key, w.minute.UnixMilli(), w.day.UnixMilli(), w.month.UnixMilli())
+	req.args = append(req.args[:0], lim.RequestsPerMinute, lim.TokensPerMinute, lim.TokensPerDay, lim.TokensPerMonth,
+		cost.Requests, cost.Tokens, mask, ttl(w.now, w.minuteEnd), ttl(w.now, w.dayEnd), ttl(w.now, w.monEnd))
+	// The sender's pipeline ends by the earliest deadline of the requests
+	// it carries: no timer per call.
+	req.deadline = time.Now().Add(r.timeout)
 	select {
 	case r.reqs <- req:
 	case <-ctx.Done():
+		reqPool.Put(req)
 		return Decision{}, fmt.Errorf("reserve in redis: %w", ctx.Err())
 	case <-r.stopped:
 		return Decision{}, errClosed
@@ -236,15 +258,20 @@ func (r *Redis) Reserve(ctx context.Context, key string, lim Limits, cost Cost) 
 	case <-r.stopped:
 		return Decision{}, errClosed
 	}
-	cmd := req.cmd
-	v, err := cmd.Int64Slice()
+	v, err := req.cmd.Int64Slice()
+	keys := req.keys
+	req.cmd = nil
+	clear(req.args)
+	reqPool.Put(req)
 	if err != nil {
 		return Decision{}, fmt.Errorf("reserve in redis: %w", err)
 	}
 	if len(v) != 5 {
 		return Decision{}, fmt.Errorf("reserve in redis: script returned %d values", len(v))
 	}
-	return decide(key, lim, cost, w, int(v[0]), usage{minReq: v[1], minTok: v[2], day: v[3], month: v[4]}), nil
+	d := decide(key, lim, cost, w, int(v[0]), usage{minReq: v[1], minTok: v[2], day: v[3], month: v[4]})
+	d.Reservation.keys = keys // Reconcile's, so that it builds none
+	return d, nil
 }
 
 // Reconcile implements Limiter, with the rules of Memory.Reconcile: windows
@@ -256,14 +283,17 @@ func (r *Redis) Reconcile(_ context.Context, res Reservation, actual int64) erro
 	if res.mask == 0 || delta == 0 {
 		return nil
 	}
-	all := r.keys(res.key, res.minute, res.day, res.month)
-	keys := make([]string, 0, 3)
-	for i, bit := range []uint8{winMinute, winDay, winMonth} {
+	if res.keys[0] == "" { // a Reservation of another limiter's making
+		res.keys = r.keys(res.key, res.minute, res.day, res.month)
+	}
+	c := correction{delta: delta}
+	for i, bit := range [3]uint8{winMinute, winDay, winMonth} {
 		if res.mask&bit != 0 {
-			keys = append(keys, all[i])
+			c.keys[c.n] = res.keys[i]
+			c.n++
 		}
 	}
-	r.requeue(correction{keys: keys, delta: delta})
+	r.requeue(c)
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -289,8 +319,8 @@ func (r *Redis) take() []correction {
 // sendTo adds the corrections to pipe, one script call each.
 func (r *Redis) sendTo(ctx context.Context, pipe redis.Pipeliner, cs []correction) []*redis.Cmd {
 	cmds := make([]*redis.Cmd, len(cs))
-	for i, c := range cs {
-		cmds[i] = reconcileScript.EvalSha(ctx, pipe, c.keys, c.delta)
+	for i := range cs {
+		cmds[i] = reconcileScript.EvalSha(ctx, pipe, cs[i].keys[:cs[i].n], cs[i].delta)
 	}
 	return cmds
 }
@@ -409,14 +439,21 @@ func (r *Redis) run() {
 }
 
 // reserve sends the queued corrections and batch's reservations in one
-// round trip and hands each reservation its outcome.
+// round trip and hands each reservation its outcome, by the earliest
+// deadline among them.
 func (r *Redis) reserve(batch []*reserveReq) {
 	defer func() {
 		for _, req := range batch {
-			close(req.done)
+			req.done <- struct{}{}
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	deadline := batch[0].deadline
+	for _, req := range batch[1:] {
+		if req.deadline.Before(deadline) {
+			deadline = req.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	r.sending.Lock()
 	defer r.sending.Unlock()
@@ -428,19 +465,19 @@ func (r *Redis) reserve(batch []*reserveReq) {
 		}
 	}
 	if len(queued) == 0 && len(batch) == 1 {
-		batch[0].cmd = reserveScript.Run(ctx, r.client, batch[0].keys, batch[0].args...)
+		batch[0].cmd = reserveScript.Run(ctx, r.client, batch[0].keys[:], batch[0].args...)
 		return
 	}
 	pipe := r.client.Pipeline()
 	cmds := r.sendTo(ctx, pipe, queued)
 	for _, req := range batch {
-		req.cmd = reserveScript.EvalSha(ctx, pipe, req.keys, req.args...)
+		req.cmd = reserveScript.EvalSha(ctx, pipe, req.keys[:], req.args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command's outcome is read from it
 	r.settle(queued, cmds)
 	for _, req := range batch {
 		if isNoScript(req.cmd.Err()) { // Redis lost its scripts (restart, SCRIPT FLUSH): Run loads it
-			req.cmd = reserveScript.Run(ctx, r.client, req.keys, req.args...)
+			req.cmd = reserveScript.Run(ctx, r.client, req.keys[:], req.args...)
 		}
 	}
 }
