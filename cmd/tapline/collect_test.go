@@ -92,9 +92,24 @@ func TestCollectOnceAndQuery(t *testing.T) {
 	if len(lines) != 13*8 {
 		t.Fatalf("query returned %d lines, want %d", len(lines), 13*8)
 	}
-	var r record.Record
-	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil || r.Kind != record.KindActivityLog {
-		t.Errorf("first line %s: %v", lines[0], err)
+	// Every record names the pass that stored it: one run for all scopes.
+	runs := map[string]int{}
+	for _, l := range lines {
+		var r record.Record
+		var p record.ActivityLog
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Kind != record.KindActivityLog {
+			t.Fatalf("line %s: %v", l, err)
+		}
+		if err := json.Unmarshal(r.Data, &p); err != nil {
+			t.Fatalf("data of %s: %v", r.ID, err)
+		}
+		runs[p.CollectionRun]++
+	}
+	for run := range runs {
+		if _, err := time.Parse(time.RFC3339, run); err != nil || len(runs) != 1 {
+			t.Errorf("records per collection_run = %v, want one run, an RFC 3339 time", runs)
+			break
+		}
 	}
 	code, out, _ = tapline(t, "query", "activity", "--config", cfg, "--scope", collectTenant)
 	if code != 0 || strings.Count(out, "\n") != 8+1 {

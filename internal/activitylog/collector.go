@@ -117,7 +117,9 @@ func New(cfg Config, arm *azure.ARM, st Store, log *slog.Logger) *Collector {
 // cfg.Concurrency at a time. A scope that fails (403, malformed page,
 // exhausted retries) is reported in its ScopeResult, keeps its checkpoint
 // and does not stop the others. Run returns an error only if the scopes
-// cannot be listed or ctx ends.
+// cannot be listed or ctx ends. Every record the pass stores names it in
+// collection_run: the pass's start (record.CollectionRunID); a record
+// already stored keeps the run that first stored it.
 func (c *Collector) Run(ctx context.Context, opts RunOptions) (Summary, error) {
 	scopes, err := Resolve(ctx, c.arm, c.cfg.Scopes)
 	if err != nil {
@@ -221,6 +223,9 @@ func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunO
 		return p.fail(fmt.Errorf("read checkpoint: %w", err))
 	}
 	p.r.From, p.r.To, p.r.Clamped = from, to, clamped
+	// Every scope of the pass shares now, and so the run (issue 5: the
+	// runbook layout writes one array per management group and run).
+	run := record.CollectionRunID(now)
 	if clamped {
 		c.log.Warn("window start clamped to the Activity Log's 90-day retention; older events are no longer available",
 			"scope", sc.String(), "from", from)
@@ -241,7 +246,7 @@ func (c *Collector) pull(ctx context.Context, sc Scope, now time.Time, opts RunO
 		}
 		recs := make([]record.Record, 0, len(events))
 		for _, ev := range events {
-			rec, err := newRecord(sc, ev, to) // decodePage validated the page
+			rec, err := newRecord(sc, ev, to, run) // decodePage validated the page
 			if err != nil {
 				return p.fail(fmt.Errorf("read page %d: %w", p.r.Pages+1, err))
 			}

@@ -86,9 +86,13 @@ func TestEndToEndTenant(t *testing.T) {
 		t.Fatalf("stored %d activity records, want %d", len(got), want)
 	}
 	perScope := map[string]int{}
+	firstRun := "2026-11-20T12:00:00Z" // the pass's start: t0
 	for id, p := range got {
 		if id != RecordID(p.EventDataID, p.Event) || p.EventDataID == "" {
 			t.Fatalf("record %s has event_data_id %q", id, p.EventDataID)
+		}
+		if p.CollectionRun != firstRun {
+			t.Fatalf("record %s has collection_run %q, want %q", id, p.CollectionRun, firstRun)
 		}
 		if p.Scope.Kind != record.ScopeManagementGroup {
 			t.Fatalf("record %s scope %+v", id, p.Scope)
@@ -139,8 +143,17 @@ func TestEndToEndTenant(t *testing.T) {
 	if _, added, _, _ := totals(sum); added != 1 {
 		t.Errorf("third pass added %d records, want the 1 late event", added)
 	}
-	if p, ok := activity(t, st)["al-late-0001"]; !ok || string(p.Event) != late {
-		t.Errorf("late event stored as %q, want %q", p.Event, late)
+	// The late event belongs to the third pass; every other record keeps
+	// the run that first stored it, the later passes' reads were duplicates.
+	runs := map[string]int{}
+	for id, p := range activity(t, st) {
+		runs[p.CollectionRun]++
+		if id == "al-late-0001" && (string(p.Event) != late || p.CollectionRun != "2026-11-20T12:20:00Z") {
+			t.Errorf("late event stored as %q in run %q, want %q in run 2026-11-20T12:20:00Z", p.Event, p.CollectionRun, late)
+		}
+	}
+	if wantRuns := map[string]int{firstRun: want, "2026-11-20T12:20:00Z": 1}; !maps.Equal(runs, wantRuns) {
+		t.Errorf("records per collection run = %v, want %v", runs, wantRuns)
 	}
 }
 

@@ -106,14 +106,15 @@ func RecordID(eventDataID string, raw []byte) string {
 	return "al-sha256-" + hex.EncodeToString(sum[:])
 }
 
-// NewRecord builds the activity_log record of one event of scope. raw is
+// NewRecord builds the activity_log record of one event of scope, read by
+// the collection pass run (record.CollectionRunID; "" for none). raw is
 // embedded in the record as is. Record time is eventTimestamp; an event
 // without a readable one takes submissionTimestamp, else fallback.
-func NewRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Record, error) {
+func NewRecord(scope Scope, raw json.RawMessage, fallback time.Time, run string) (record.Record, error) {
 	if !gjson.ValidBytes(raw) || !gjson.ParseBytes(raw).IsObject() {
 		return record.Record{}, fmt.Errorf("%w: an event is not a JSON object", ErrMalformedPage)
 	}
-	return newRecord(scope, raw, fallback)
+	return newRecord(scope, raw, fallback, run)
 }
 
 // eventFields are the EventData fields an activity_log record lifts out
@@ -174,7 +175,7 @@ func liftFields(ev gjson.Result) eventFields {
 
 // newRecord is NewRecord for an event already known to be a valid JSON
 // object (decodePage checked the whole page): the event is read once.
-func newRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Record, error) {
+func newRecord(scope Scope, raw json.RawMessage, fallback time.Time, run string) (record.Record, error) {
 	f := liftFields(gjson.ParseBytes(raw))
 	evTime, errT := time.Parse(time.RFC3339Nano, f.EventTimestamp)
 	subTime, _ := time.Parse(time.RFC3339Nano, f.SubmissionTimestamp)
@@ -199,6 +200,7 @@ func newRecord(scope Scope, raw json.RawMessage, fallback time.Time) (record.Rec
 		ResourceID:          f.ResourceID,
 		EventTimestamp:      evTime.UTC(),
 		SubmissionTimestamp: subTime.UTC(),
+		CollectionRun:       run,
 		Event:               raw,
 	}
 	if errT != nil {

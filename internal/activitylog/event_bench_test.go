@@ -22,7 +22,7 @@ func BenchmarkNewRecord(b *testing.B) {
 	b.SetBytes(int64(len(raw)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := NewRecord(sc, raw, at); err != nil {
+		if _, err := NewRecord(sc, raw, at, record.CollectionRunID(at)); err != nil {
 			b.Fatal(err)
 		}
 	}

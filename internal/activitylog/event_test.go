@@ -79,7 +79,7 @@ func TestFixturesParse(t *testing.T) {
 	if err != nil || len(events) != 1 || next == "" {
 		t.Fatalf("spec page: %d events, next %q, err %v", len(events), next, err)
 	}
-	rec, err := NewRecord(Scope{Kind: record.ScopeSubscription, ID: "089bd33f-d4ec-47fe-8ba5-0753aa5c5b33"}, events[0], time.Time{})
+	rec, err := NewRecord(Scope{Kind: record.ScopeSubscription, ID: "089bd33f-d4ec-47fe-8ba5-0753aa5c5b33"}, events[0], time.Time{}, "2026-11-20T12:00:00Z")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,9 @@ func TestFixturesParse(t *testing.T) {
 	want := record.Identity{OID: "2468adf0-8211-44e3-95xq-85137af64708", AppID: "c44b4083-3bq0-49c1-b47d-974e53cbdf3c", UPN: "admin@contoso.com"}
 	if d := cmp.Diff(want, p.Identity); d != "" {
 		t.Errorf("identity (-want +got):\n%s", d)
+	}
+	if p.CollectionRun != "2026-11-20T12:00:00Z" {
+		t.Errorf("collection_run = %q, want the run given", p.CollectionRun)
 	}
 	if p.Caller != "admin@contoso.com" || p.OperationName != "microsoft.support/supporttickets/write" || p.Level != "Informational" {
 		t.Errorf("payload = %+v", p)

@@ -29,6 +29,12 @@ type ActivityLog struct {
 	ResourceID          string    `json:"resource_id,omitempty"`
 	EventTimestamp      time.Time `json:"event_timestamp"`
 	SubmissionTimestamp time.Time `json:"submission_timestamp,omitzero"`
+	// CollectionRun names the collection pass that first stored the event:
+	// the pass's start in UTC, RFC 3339 to the second (CollectionRunID),
+	// the same for every scope of the pass. A record stored by a version
+	// before the field has none. Sinks group a run's events by it (the
+	// runbook layout writes one JSON array per management group and run).
+	CollectionRun string `json:"collection_run,omitempty"`
 	// Event is the event's JSON in the bytes ARM sent: never decoded into a
 	// map and re-encoded, so numbers beyond 2^53, key order and JSON held in
 	// strings survive (DESIGN.md §5). encoding/json compacts and
@@ -48,6 +54,11 @@ type Identity struct {
 	OID   string `json:"oid,omitempty"`
 	AppID string `json:"appid,omitempty"`
 	UPN   string `json:"upn,omitempty"`
+}
+
+// CollectionRunID returns the CollectionRun of a pass that started at t.
+func CollectionRunID(t time.Time) string {
+	return t.UTC().Format(time.RFC3339)
 }
 
 // MarshalActivityLog encodes p with p.Event embedded byte for byte: the

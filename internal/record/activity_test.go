@@ -32,3 +32,28 @@ func TestMarshalActivityLogKeepsEventBytes(t *testing.T) {
 		t.Error("empty event accepted")
 	}
 }
+
+// TestCollectionRun proves the run id is the pass's start in UTC to the
+// second, and that it is encoded only when set (records of earlier
+// versions have none).
+func TestCollectionRun(t *testing.T) {
+	start := time.Date(2026, 11, 20, 13, 4, 5, 987654321, time.FixedZone("CET", 3600))
+	if got, want := CollectionRunID(start), "2026-11-20T12:04:05Z"; got != want {
+		t.Errorf("CollectionRunID = %q, want %q", got, want)
+	}
+	p := ActivityLog{EventDataID: "e1", Event: json.RawMessage(`{}`)}
+	b, err := MarshalActivityLog(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), "collection_run") {
+		t.Errorf("record without a run encodes one: %s", b)
+	}
+	p.CollectionRun = CollectionRunID(start)
+	if b, err = MarshalActivityLog(p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"collection_run":"2026-11-20T12:04:05Z","event":{}`) {
+		t.Errorf("encoded = %s", b)
+	}
+}
