@@ -52,7 +52,7 @@ func TestSASURL(t *testing.T) {
 	if err := s.Check(context.Background()); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	recs := append(sinktest.Records(0, 4), activities("mg-a", 0, 2, t0)...)
+	recs := append(sinktest.Records(0, 4), withRun(run1, activities("mg-a", 0, 2, t0)...)...)
 	write(t, s, recs)
 	write(t, s, recs)                                        // the retry reads the blobs back through the SAS
 	if d := sinktest.Diff(delivered(t, cc), recs); d != "" { // recs are in time order

@@ -18,15 +18,20 @@
 // record with a larger or smaller batch after a restart, and no record is
 // lost or overwritten either way.
 //
-// With RunbookLayout, each activity group is also written as a JSON array
-// of the original ARM events,
+// With RunbookLayout, the original ARM events of each management group
+// (or "tenant", "subscription-{id}") and collection run are also written
+// as one JSON array, the layout the well-known management-group runbook
+// produced:
 //
-//	{prefix}runbook/{management group}/{yyyy-mm-ddThh-mm-ssZ}-{first-id}.json
+//	{prefix}runbook/{management group}/{yyyy-mm-ddThh-mm-ssZ}.json
 //
-// the layout the well-known management-group runbook produced, one file per
-// group and collection run. One shipped batch stands for one collection
-// run: the records of a collect pass are stored together and arrive in the
-// same batches.
+// named for the run's start (the records' collection_run). A run's events
+// arrive over many batches: each batch appends them as one block and
+// commits the block list on the blob's ETag, so the blob is a whole JSON
+// array after every commit and a retried batch adds nothing twice (see
+// runbook.go). Records stored before collection_run existed keep the
+// earlier layout, one create-only array per group and batch,
+// {prefix}runbook/{management group}/{yyyy-mm-ddThh-mm-ssZ}-{first-id}.json.
 //
 // A blob container has no order across blobs: readers order records by
 // their time (the name gives the hour) and, within a blob, by line.
@@ -75,7 +80,8 @@ type Config struct {
 	ConnectionString string
 	// SASURL is a container SAS URL (https://acct.blob.core.windows.net/c?sv=...)
 	// or an account SAS URL (https://acct.blob.core.windows.net/?sv=...).
-	// It needs the read and create (or write) permissions.
+	// It needs the read and create (or write) permissions; RunbookLayout
+	// needs write.
 	SASURL string
 	// Container receives the blobs; it must exist. It may be empty when
 	// SASURL names the container.
@@ -84,7 +90,9 @@ type Config struct {
 	// does not end with one.
 	Prefix string
 	// RunbookLayout also writes one JSON array of the original ARM events
-	// per management group and collection run.
+	// per management group and collection run. It needs the permission to
+	// read and write blobs (Put Block and Put Block List append to it), not
+	// only to create them.
 	RunbookLayout bool
 }
 
@@ -98,6 +106,10 @@ type Sink struct {
 	log       *slog.Logger
 	now       func() time.Time // for HTTP-date Retry-After
 	closed    bool
+	// runEnds maps a run blob to its ETag when the last successful Write
+	// left it ending with that Write's last event of the run: the next
+	// batch starts after it (rememberRuns).
+	runEnds map[string]string
 }
 
 var (
@@ -111,7 +123,8 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "sink_azure_blob")
-	s := &Sink{prefix: cfg.Prefix, runbook: cfg.RunbookLayout, log: log, now: time.Now}
+	s := &Sink{prefix: cfg.Prefix, runbook: cfg.RunbookLayout, log: log, now: time.Now,
+		runEnds: make(map[string]string)}
 	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
 		s.prefix += "/"
 	}
@@ -280,8 +293,9 @@ func connSecrets(conn string) []string {
 }
 
 // Write puts each (kind, scope, hour) group of recs as one create-only
-// blob, and with RunbookLayout each activity group's events as one more.
-// It returns nil once every blob exists with these records.
+// blob, and with RunbookLayout appends each (management group, run)
+// group's events to its run's array. It returns nil once every blob holds
+// these records.
 func (s *Sink) Write(ctx context.Context, recs []record.Record) error {
 	if s.closed {
 		return fmt.Errorf("write azure blob sink: %w", sink.ErrClosed)
@@ -307,12 +321,25 @@ func (s *Sink) Write(ctx context.Context, recs []record.Record) error {
 			}
 		}
 	}
+	var runs []*runGroup
+	if s.runbook {
+		runs = runGroups(s.prefix, recs)
+	}
+	ends := make([]string, len(runs))
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(uploadConcurrency)
 	for _, l := range layouts {
 		eg.Go(func() error { return s.putCreateOnly(ectx, l) })
 	}
-	if err := eg.Wait(); err != nil {
+	for i, g := range runs {
+		eg.Go(func() (err error) {
+			ends[i], err = s.appendRun(ectx, g)
+			return err
+		})
+	}
+	err := eg.Wait()
+	s.rememberRuns(runs, ends, err != nil)
+	if err != nil {
 		return fmt.Errorf("write azure blob sink: %w", err)
 	}
 	return nil

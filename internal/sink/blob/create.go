@@ -141,13 +141,16 @@ func (s *Sink) linesLayout(recs []record.Record, g *group) layout {
 
 // runbookLayout writes the original ARM events of an activity group as one
 // JSON array, the layout the management-group runbook produced, keyed by
-// the event's bytes. Records without an event are left out.
+// the event's bytes. It takes only the records without a collection run
+// (stored by a version before the field); those with one go to their
+// run's blob (appendRun). Records without an event are left out.
 func (s *Sink) runbookLayout(recs []record.Record, g *group) layout {
 	var idx []int
 	var events [][]byte
 	for _, i := range g.recs {
-		ev := gjson.GetBytes(recs[i].Data, "event")
-		if !ev.Exists() {
+		res := gjson.GetManyBytes(recs[i].Data, "event", "collection_run")
+		ev, run := res[0], res[1]
+		if !ev.Exists() || (run.Type == gjson.String && run.Str != "") {
 			continue
 		}
 		idx = append(idx, i)

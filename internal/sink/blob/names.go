@@ -92,10 +92,23 @@ func blobName(prefix string, g *group, firstID string) string {
 	return prefix + g.kind + "/" + g.scope + "/" + g.hour + "/" + segment(firstID) + ".jsonl"
 }
 
-// runbookName is the runbook layout's blob of an activity group from the
+// runbookName is the runbook layout's blob of an activity group of records
+// without a collection run (stored by a version before it), from the
 // record first: {prefix}runbook/{management group}/{yyyy-mm-ddThh-mm-ssZ}-{first-id}.json.
 func runbookName(prefix string, g *group, first record.Record) string {
 	return prefix + "runbook/" + g.mg + "/" + runbookStamp(first.Time) + "-" + segment(first.ID) + ".json"
+}
+
+// runbookRunName is the runbook layout's blob of the events of one
+// management group (its scope segment) and one collection run:
+// {prefix}runbook/{management group}/{yyyy-mm-ddThh-mm-ssZ}.json, the
+// run's start; a run that is not an RFC 3339 time is encoded as it is.
+func runbookRunName(prefix, scope, run string) string {
+	stamp := segment(run)
+	if t, err := time.Parse(time.RFC3339, run); err == nil {
+		stamp = runbookStamp(t)
+	}
+	return prefix + "runbook/" + scope + "/" + stamp + ".json"
 }
 
 // segment encodes s as one safe blob-name segment: letters, digits and

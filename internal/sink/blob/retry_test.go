@@ -1,9 +1,7 @@
 package blob
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -74,30 +72,6 @@ func TestRetry(t *testing.T) {
 	}
 }
 
-// The same retries keep every record byte for byte in the runbook layout's
-// arrays too, and never fail on the blobs an earlier attempt left.
-func TestRetryRunbook(t *testing.T) {
-	all := activities("mg-a", 0, 6, t0)
-	cc := newContainer(t)
-	s := sinkOn(t, cc, true)
-	write(t, s, all[:2])
-	write(t, s, all[:2])
-	write(t, s, all[:6])
-	var events []string
-	for _, name := range names(t, cc) {
-		if strings.HasPrefix(name, "runbook/") {
-			events = append(events, arrayElements(t, name, get(t, cc, name))...)
-		}
-	}
-	var want []string
-	for _, r := range all {
-		want = append(want, eventOf(t, r))
-	}
-	if d := cmp.Diff(want, events); d != "" {
-		t.Errorf("runbook events (-want +got):\n%s", d)
-	}
-}
-
 // A blob under the group's name that holds another record is never
 // overwritten: Write fails with a plain error naming it.
 func TestRetryForeignBlob(t *testing.T) {
@@ -140,14 +114,16 @@ func TestNamesDeterministic(t *testing.T) {
 		activity("ev-3", record.ScopeTenant, "", t0),
 		activity("ev-4", record.ScopeSubscription, "0000-1111", t0),
 		activity("ev/5", record.ScopeManagementGroup, "Contoso Root", t0.Add(time.Hour)),
+		withRun("2026-11-22T21:05:00Z", activity("ev-6", record.ScopeManagementGroup, "Contoso Root", t0))[0],
 	}
 	want := []string{
-		"activity_log/Contoso~20Root/2026/11/22/21/ev-1.jsonl",
+		"activity_log/Contoso~20Root/2026/11/22/21/ev-1.jsonl", // ev-6 too
 		"activity_log/Contoso~20Root/2026/11/22/22/ev~2F5.jsonl",
 		"activity_log/subscription-0000-1111/2026/11/22/21/ev-4.jsonl",
 		"activity_log/tenant/2026/11/22/21/ev-3.jsonl",
 		"gateway_request/all/2026/11/22/21/rec-000002.jsonl",
-		"runbook/Contoso~20Root/2026-11-22T21-10-00Z-ev-1.json",
+		"runbook/Contoso~20Root/2026-11-22T21-05-00Z.json",      // ev-6: its run
+		"runbook/Contoso~20Root/2026-11-22T21-10-00Z-ev-1.json", // no run: the earlier layout
 		"runbook/Contoso~20Root/2026-11-22T22-10-00Z-ev~2F5.json",
 		"runbook/subscription-0000-1111/2026-11-22T21-10-00Z-ev-4.json",
 		"runbook/tenant/2026-11-22T21-10-00Z-ev-3.json",
@@ -204,59 +180,4 @@ func TestTwoScopes(t *testing.T) {
 	if d := sinktest.Diff(decode(t, want[1], get(t, cc, want[1])), b); d != "" {
 		t.Errorf("mg-b blob:\n%s", d)
 	}
-}
-
-// The runbook layout blob is a JSON array of the original events, each
-// byte-identical to the record's embedded event.
-func TestRunbookLayout(t *testing.T) {
-	recs := activities("mg-a", 0, 3, t0)
-	cc := newContainer(t)
-	write(t, sinkOn(t, cc, true), recs)
-	name := "runbook/mg-a/2026-11-22T21-10-00Z-ev-0000.json"
-	body := get(t, cc, name)
-	var arr []json.RawMessage
-	if err := json.Unmarshal(body, &arr); err != nil {
-		t.Fatalf("%s is not a JSON array: %v", name, err)
-	}
-	got := arrayElements(t, name, body)
-	for i, r := range recs {
-		if want := eventOf(t, r); i >= len(got) || got[i] != want {
-			t.Errorf("element %d differs from the event:\n got %.200q\nwant %.200q", i, got, want)
-		}
-	}
-	if len(got) != len(recs) {
-		t.Errorf("array has %d elements, want %d", len(got), len(recs))
-	}
-	// Without the option, no runbook blob.
-	cc2 := newContainer(t)
-	write(t, sinkOn(t, cc2, false), recs)
-	for _, n := range names(t, cc2) {
-		if strings.HasPrefix(n, "runbook/") {
-			t.Errorf("RunbookLayout off wrote %s", n)
-		}
-	}
-}
-
-// arrayElements returns the raw bytes of each element of a JSON array
-// blob, as a reader's parser sees them.
-func arrayElements(t *testing.T, name string, body []byte) []string {
-	t.Helper()
-	var arr []json.RawMessage
-	if err := json.Unmarshal(body, &arr); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	var out []string
-	for _, e := range arr {
-		out = append(out, string(bytes.TrimSpace(e)))
-	}
-	return out
-}
-
-func eventOf(t *testing.T, r record.Record) string {
-	t.Helper()
-	var p struct{ Event json.RawMessage }
-	if err := json.Unmarshal(r.Data, &p); err != nil {
-		t.Fatal(err)
-	}
-	return string(p.Event)
 }
