@@ -50,7 +50,7 @@ func fill(path string, n int, end time.Time) (time.Duration, error) {
 	if err := st.Confirm(context.Background(), "siem", int64(n-5000), []store.DeadLetter{{Seq: int64(n - 5001), Record: last, Reason: "400 Bad Request: field too long"}}); err != nil {
 		return 0, err
 	}
-	if err := st.SetSinkError(context.Background(), "siem", "503 Service Unavailable"); err != nil {
+	if err := st.SinkFailed(context.Background(), "siem", "503 Service Unavailable", 1); err != nil {
 		return 0, err
 	}
 	// What tapline serve does every few seconds: sum the released calls

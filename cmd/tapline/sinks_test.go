@@ -34,7 +34,7 @@ func TestQuerySinks(t *testing.T) {
 	if err := st.Confirm(t.Context(), "lake", 6, dead); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetSinkError(t.Context(), "lake", "write kafka sink: broker 127.0.0.1:9 unreachable"); err != nil {
+	if err := st.SinkFailed(t.Context(), "lake", "write kafka sink: broker 127.0.0.1:9 unreachable", 4); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()

@@ -123,7 +123,7 @@ func fixtureStore(t testing.TB) *store.Store {
 	if err := st.Confirm(t.Context(), "archive", 50, []store.DeadLetter{{Sink: "archive", Seq: 7, Record: bad, Reason: xss}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SetSinkError(t.Context(), "siem", xss); err != nil {
+	if err := st.SinkFailed(t.Context(), "siem", xss, 3); err != nil {
 		t.Fatal(err)
 	}
 	return st

@@ -37,6 +37,10 @@ type loop struct {
 	failing string       // the error of the outage in progress, "" when healthy
 	since   time.Time    // when that outage began
 	tries   int          // failed writes in that outage
+	// unsaved is the failed writes not yet added to the store's retry
+	// count: a SinkFailed that failed leaves them to the next one.
+	unsaved     int64
+	unsavedWarn bool // the failed SinkFailed was logged
 }
 
 func newLoop(st Store, t Target, m *metrics, log *slog.Logger) *loop {
@@ -221,6 +225,7 @@ func (l *loop) deliver(ctx context.Context, batch []store.Stored) ([]store.DeadL
 		var inv *sink.InvalidError
 		if !errors.As(err, &inv) {
 			l.m.failed.Inc()
+			l.unsaved++
 			if l.pause(ctx, attempt, err) != nil {
 				return nil, ctx.Err()
 			}
@@ -303,9 +308,12 @@ func indexes(idx []int, n int) ([]int, bool) {
 	return out, true
 }
 
-// pause reports a failure (the first of an outage, or one with a new
-// message, is logged and stored as the sink's last error; repeats are only
-// counted) and waits before the next attempt.
+// pause reports a failure and waits before the next attempt. The first
+// failure of an outage, or one with a new message, is logged; repeats are
+// only counted. Every failed write is stored, with its message as the
+// sink's last error, so that the store's retry count grows through an
+// outage (one store call, whose rate the backoff bounds); a failure that is
+// not a write (the store's own) is stored only when its message is new.
 func (l *loop) pause(ctx context.Context, attempt int, err error) error {
 	msg := err.Error()
 	hint, retryable := sink.Retryable(err)
@@ -319,12 +327,25 @@ func (l *loop) pause(ctx context.Context, attempt int, err error) error {
 			level = slog.LevelError
 		}
 		l.log.Log(ctx, level, "sink write failed; retrying", "error", msg, "attempt", attempt, "retryable", retryable)
-		if serr := l.st.SetSinkError(context.WithoutCancel(ctx), l.name, msg); serr != nil {
-			l.log.Warn("store sink error", "error", serr)
-		}
-		l.failing = msg
 	}
+	if msg != l.failing || l.unsaved > 0 {
+		l.report(ctx, msg)
+	}
+	l.failing = msg
 	return l.sleep(ctx, l.wait(attempt, hint, retryable))
+}
+
+// report records msg and the unsaved failed writes in the store; a store
+// that fails keeps them for the next call and is logged once.
+func (l *loop) report(ctx context.Context, msg string) {
+	if err := l.st.SinkFailed(context.WithoutCancel(ctx), l.name, msg, l.unsaved); err != nil {
+		if !l.unsavedWarn {
+			l.log.Warn("store sink failure", "error", err)
+			l.unsavedWarn = true
+		}
+		return
+	}
+	l.unsaved, l.unsavedWarn = 0, false
 }
 
 // recovered logs the end of an outage.

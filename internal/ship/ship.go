@@ -32,7 +32,9 @@ type Store interface {
 	ReadAfter(ctx context.Context, afterSeq int64, limit int) ([]store.Stored, error)
 	Cursor(ctx context.Context, sink string) (int64, error)
 	Confirm(ctx context.Context, sink string, seq int64, dead []store.DeadLetter) error
-	SetSinkError(ctx context.Context, sink, msg string) error
+	// SinkFailed stores msg as the sink's last error and adds retries to
+	// its retry count, in one write.
+	SinkFailed(ctx context.Context, sink, msg string, retries int64) error
 }
 
 var _ Store = (*store.Store)(nil)

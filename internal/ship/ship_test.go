@@ -238,6 +238,44 @@ func TestRetryHonoursRetryAfterThenBacksOff(t *testing.T) {
 	if got := testutil.ToFloat64(h.sh.loops[0].m.sent); got != 10 {
 		t.Errorf("sent = %v, want 10", got)
 	}
+	// The store counts every failed write, repeats of one message too,
+	// for the dashboard and `tapline query sinks` in another process.
+	if states, err := st.SinkStates(t.Context(), []string{"f"}); err != nil || states[0].Retries != 6 {
+		t.Errorf("retries in the store = %+v, %v; want 6", states, err)
+	}
+}
+
+// flakyStore fails its first SinkFailed calls.
+type flakyStore struct {
+	*store.Store
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyStore) SinkFailed(ctx context.Context, sink, msg string, retries int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails > 0 {
+		f.fails--
+		return errors.New("database is locked")
+	}
+	return f.Store.SinkFailed(ctx, sink, msg, retries)
+}
+
+func TestRetriesTheStoreMissedAreStoredLater(t *testing.T) {
+	st := openStore(t, "")
+	appendN(t, st, 0, 10)
+	f := &fakeSink{fail: func(call int, _ []record.Record) error {
+		if call <= 5 {
+			return &sink.RetryableError{Err: errors.New("503 service unavailable")}
+		}
+		return nil
+	}}
+	start(t, &flakyStore{Store: st, fails: 2}, Target{Name: "f", Sink: f})
+	waitFor(t, "delivery", func() bool { return cursor(t, st, "f") == 10 })
+	if states, err := st.SinkStates(t.Context(), []string{"f"}); err != nil || states[0].Retries != 5 {
+		t.Errorf("retries in the store = %+v, %v; want 5", states, err)
+	}
 }
 
 func TestWait(t *testing.T) {
@@ -292,10 +330,11 @@ func TestDownSinkDelaysOnlyItself(t *testing.T) {
 		t.Fatalf("down sink got %d records", n)
 	}
 	var states []store.SinkState
-	waitFor(t, "the down sink's last error", func() bool {
+	waitFor(t, "the down sink's last error and retries", func() bool {
 		var err error
 		states, err = st.SinkStates(t.Context(), []string{"slow"})
-		return err == nil && states[0].LastError != ""
+		// The count grows while the outage lasts, one message or not.
+		return err == nil && states[0].LastError != "" && states[0].Retries >= 3
 	})
 	if !strings.Contains(states[0].LastError, "503 service unavailable") || states[0].Lag != 400 {
 		t.Errorf("state of the down sink = %+v", states[0])

@@ -59,19 +59,26 @@ func (s *Store) Confirm(ctx context.Context, sink string, seq int64, dead []Dead
 	return nil
 }
 
-// SetSinkError stores msg as sink's last error, shown by `tapline query
-// sinks`; Confirm clears it. msg must hold no secret (sinks' errors never
-// do).
-func (s *Store) SetSinkError(ctx context.Context, sink, msg string) error {
+// SinkFailed records a failed attempt of sink in one transaction: msg
+// becomes its last error, shown by `tapline query sinks` and the dashboard
+// (Confirm clears it), and retries is added to its retry count, which
+// nothing clears. The shipper calls it after each failed write with
+// retries 1 (more if an earlier call failed), and with 0 for a failure
+// that is not a write. msg must hold no secret (sinks' errors never do).
+func (s *Store) SinkFailed(ctx context.Context, sink, msg string, retries int64) error {
+	if retries < 0 {
+		return fmt.Errorf("record failure of sink %q: negative retries %d", sink, retries)
+	}
 	fn := func(ctx context.Context, tx *sql.Tx, now int64) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO cursors (sink, seq, updated, last_error, last_error_at)
-			VALUES (?, 0, ?, ?, ?) ON CONFLICT (sink) DO UPDATE SET
-			last_error = excluded.last_error, last_error_at = excluded.last_error_at`,
-			sink, now, clip(msg), now)
+		_, err := tx.ExecContext(ctx, `INSERT INTO cursors (sink, seq, updated, last_error, last_error_at, retries)
+			VALUES (?, 0, ?, ?, ?, ?) ON CONFLICT (sink) DO UPDATE SET
+			last_error = excluded.last_error, last_error_at = excluded.last_error_at,
+			retries = retries + excluded.retries`,
+			sink, now, clip(msg), now, retries)
 		return err
 	}
 	if _, err := s.do(ctx, &request{op: opExec, fn: fn}); err != nil {
-		return fmt.Errorf("set last error of sink %q: %w", sink, err)
+		return fmt.Errorf("record failure of sink %q: %w", sink, err)
 	}
 	return nil
 }
@@ -85,6 +92,7 @@ type SinkState struct {
 	Oldest      time.Time // record time of the first record after the cursor; zero if none
 	LastError   string
 	LastErrorAt time.Time
+	Retries     int64 // failed writes, each retried, since the sink's first
 	DeadLetters int64
 }
 
@@ -100,8 +108,8 @@ func (s *Store) SinkStates(ctx context.Context, sinks []string) ([]SinkState, er
 		st := SinkState{Sink: name}
 		var updated, errAt sql.NullInt64
 		var lastErr sql.NullString
-		err := s.rdb.QueryRowContext(ctx, `SELECT seq, updated, last_error, last_error_at FROM cursors WHERE sink = ?`,
-			name).Scan(&st.Cursor, &updated, &lastErr, &errAt)
+		err := s.rdb.QueryRowContext(ctx, `SELECT seq, updated, last_error, last_error_at, retries FROM cursors WHERE sink = ?`,
+			name).Scan(&st.Cursor, &updated, &lastErr, &errAt, &st.Retries)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return nil, fmt.Errorf("read state of sink %q: %w", name, err)
 		}

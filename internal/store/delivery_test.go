@@ -18,14 +18,14 @@ func TestConfirmDeadLettersAndCursor(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		mustAppend(t, s, rec(fmt.Sprint("r", i), t0.Add(time.Duration(i)*time.Second), fmt.Sprintf(`{"n":%d}`, i)))
 	}
-	if err := s.SetSinkError(ctx, "lake", "write kafka sink: broker unreachable"); err != nil {
+	if err := s.SinkFailed(ctx, "lake", "write kafka sink: broker unreachable", 1); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.SinkStates(ctx, []string{"lake", "never"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st[0].LastError != "write kafka sink: broker unreachable" || st[0].LastErrorAt.IsZero() || st[0].Lag != 5 ||
+	if st[0].LastError != "write kafka sink: broker unreachable" || st[0].LastErrorAt.IsZero() || st[0].Retries != 1 || st[0].Lag != 5 ||
 		!st[0].Oldest.Equal(t0.Add(time.Second)) || !st[0].Confirmed.IsZero() {
 		t.Errorf("state before confirm = %+v", st[0])
 	}
@@ -47,7 +47,7 @@ func TestConfirmDeadLettersAndCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := st[0]
-	if got.Cursor != 3 || got.Lag != 2 || got.LastError != "" || !got.LastErrorAt.IsZero() || got.DeadLetters != 1 ||
+	if got.Cursor != 3 || got.Lag != 2 || got.LastError != "" || !got.LastErrorAt.IsZero() || got.DeadLetters != 1 || got.Retries != 1 ||
 		got.Confirmed.IsZero() || !got.Oldest.Equal(t0.Add(4*time.Second)) {
 		t.Errorf("state after confirm = %+v", got)
 	}
@@ -72,7 +72,13 @@ func TestConfirmDeadLettersAndCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if err := s.SetSinkError(ctx, "splunk", "down"); err != nil {
+	// Failures add up across the confirm between them, which clears only
+	// the last error.
+	if err := s.SinkFailed(ctx, "lake", "write kafka sink: timeout", 2); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := s.SinkFailed(ctx, "splunk", "down", 0); err != nil {
 		t.Fatal(err)
 	}
 	if names, err := s.KnownSinks(ctx); err != nil || !slices.Equal(names, []string{"lake", "splunk"}) {
@@ -89,7 +95,8 @@ func TestConfirmDeadLettersAndCursor(t *testing.T) {
 	}
 	defer ro.Close()
 	st, err = ro.SinkStates(ctx, []string{"lake"})
-	if err != nil || st[0].Cursor != 3 || st[0].DeadLetters != 1 {
+	if err != nil || st[0].Cursor != 3 || st[0].DeadLetters != 1 || st[0].Retries != 3 ||
+		st[0].LastError != "write kafka sink: timeout" {
 		t.Errorf("read-only state = %+v, %v", st, err)
 	}
 }
@@ -97,7 +104,7 @@ func TestConfirmDeadLettersAndCursor(t *testing.T) {
 func TestSinkErrorIsClipped(t *testing.T) {
 	s := openStore(t, Config{})
 	long := strings.Repeat("é", 2000)
-	if err := s.SetSinkError(t.Context(), "x", long); err != nil {
+	if err := s.SinkFailed(t.Context(), "x", long, 1); err != nil {
 		t.Fatal(err)
 	}
 	st, err := s.SinkStates(t.Context(), []string{"x"})

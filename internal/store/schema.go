@@ -115,6 +115,13 @@ var migrations = [][]string{
 		`DELETE FROM records WHERE seq IS NULL`,
 		`DROP INDEX records_pending`,
 	},
+	// 7: cursors count the sink's failed writes, each retried (SinkFailed),
+	// so that the dashboard's Delivery view and `tapline query sinks` show
+	// them from another process; the Prometheus counter lives and dies with
+	// the serving process.
+	{
+		`ALTER TABLE cursors ADD COLUMN retries INTEGER NOT NULL DEFAULT 0`,
+	},
 }
 
 // everyRecord reads the released records and the started ones as one table,
