@@ -13,18 +13,28 @@ import (
 	"github.com/tapline/tapline/internal/store"
 )
 
-// views are the dashboard's pages, each with the text its data must show.
+// views are the dashboard's pages, each with the text its data must show
+// and the hostile texts (fixture_test.go) it must show as text.
 var views = []struct {
 	name, path string
 	want       []string
+	hostile    []string
 }{
-	{"overview", "/", []string{"Requests", "Top principals", "build-bot", "gpt-4o-mini"}},
-	{"requests", "/requests", []string{"gw-000", "ana@contoso.example", "question number 0"}},
-	{"request", "/requests/xss", []string{"apim", "Prompt", "Response"}},
-	{"usage", "/usage", []string{"key:build-bot", "total_tokens", "Download CSV"}},
-	{"activity", "/activity", []string{"roleAssignments/write", "policyAssignments/write", "mg-1"}},
-	{"delivery", "/delivery", []string{"archive", "never-ran", "siem", "Dead letters"}},
-	{"limits", "/limits", []string{"rpm", "tokens_per_day", "key:build-bot"}},
+	{"overview", "/", []string{"Requests", "Top principals", "build-bot", "gpt-4o-mini"},
+		[]string{hostile("principal"), hostile("deployment")}},
+	{"requests", "/requests", []string{"gw-000", "ana@contoso.example", "question number 0"},
+		[]string{hostile("principal"), hostile("deployment")}},
+	{"request", "/requests/xss", []string{"apim", "Prompt", "Response"},
+		[]string{xss, hostile("response"), hostile("principal"), hostile("deployment"), hostile("user agent"),
+			hostile("request id"), hostile("limit"), hostile("error")}},
+	{"usage", "/usage", []string{"key:build-bot", "total_tokens", "Download CSV"},
+		[]string{hostile("principal"), hostile("deployment")}},
+	{"activity", "/activity", []string{"roleAssignments/write", "policyAssignments/write", "mg-1"},
+		[]string{hostile("scope"), hostile("operation"), hostile("caller")}},
+	{"delivery", "/delivery", []string{"archive", "never-ran", "siem", "Dead letters"},
+		[]string{hostile("sink"), hostile("last error"), hostile("reason")}},
+	{"limits", "/limits", []string{"rpm", "tokens_per_day", "key:build-bot"},
+		[]string{hostile("principal"), hostile("deployment"), hostile("limit"), hostile("error")}},
 }
 
 func get(t *testing.T, h http.Handler, path string, cookies ...*http.Cookie) *httptest.ResponseRecorder {
@@ -60,25 +70,6 @@ func TestViewsRender(t *testing.T) {
 			if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") ||
 				!strings.Contains(csp, "default-src 'self'") {
 				t.Errorf("CSP = %q", csp)
-			}
-		})
-	}
-}
-
-// TestHostileTextEscaped checks that the hostile record's fields come out
-// escaped in every view: no tag, attribute or javascript: link of it.
-func TestHostileTextEscaped(t *testing.T) {
-	h := newTestHandler(t, fixtureStore(t), Config{Loopback: true})
-	for _, v := range views {
-		t.Run(v.name, func(t *testing.T) {
-			body := get(t, h, v.path).Body.String()
-			for _, bad := range []string{"<script", "<img", `href="javascript:`} {
-				if strings.Contains(body, bad) {
-					t.Errorf("GET %s: page contains %q", v.path, bad)
-				}
-			}
-			if !strings.Contains(body, "&lt;script&gt;alert(1)&lt;/script&gt;") && !strings.Contains(body, "dep&lt;img") {
-				t.Errorf("GET %s: the hostile text is not shown escaped", v.path)
 			}
 		})
 	}

@@ -16,13 +16,15 @@ import (
 // now is the fixture's clock: every view computes its windows from it.
 var now = time.Date(2026, 11, 20, 12, 30, 0, 0, time.UTC)
 
-// xss is hostile text put in every field a view shows: it must come out as
-// text, never as markup, a script or a link.
-const xss = `<script>alert(1)</script><img src=x onerror=alert(2)>[x](javascript:alert(3))`
+// xss is the hostile record's prompt: a script, an onerror attribute and a
+// javascript: link. Every view must show it, or hostile(field), as text,
+// never as markup, a script or a link.
+const xss = `<script>alert(1)</script><img src=x onerror=alert(2)><a href="javascript:alert(3)">x</a>`
 
-// xssDeployment is a deployment name carrying markup (names come from
-// URLs callers choose).
-const xssDeployment = `dep<img src=x onerror=alert(4)>`
+// hostile is the text of one field of the hostile record (principal,
+// deployment, activity fields, sink state): xss named after the field, so
+// that a test tells which field came out as markup.
+func hostile(field string) string { return field + ":" + xss }
 
 func gw(id string, at time.Time, g record.GatewayRequest) record.Record {
 	data, err := json.Marshal(g)
@@ -46,8 +48,9 @@ func activityRec(id string, at time.Time, scope, op, caller, status string) reco
 
 // fixtureStore is a store with gateway calls of three principals over the
 // last two days, throttled and refused calls, activity events (a role
-// assignment, a policy assignment, a failure), a sink with an error and a
-// dead letter, and the hostile record (id "xss") everywhere.
+// assignment, a policy assignment, a failure), a sink with an error, 3
+// retries and a dead letter, and hostile text (the record "xss", the event
+// "al-xss", a sink's name, error and dead letter) everywhere.
 func fixtureStore(t testing.TB) *store.Store {
 	t.Helper()
 	st, err := store.Open(t.Context(), store.Config{Path: filepath.Join(t.TempDir(), "tapline.db")},
@@ -94,12 +97,13 @@ func fixtureStore(t testing.TB) *store.Store {
 		recs = append(recs, gw(fmt.Sprintf("gw-%03d", i), at, g))
 	}
 	recs = append(recs, gw("xss", now.Add(-3*time.Minute), record.GatewayRequest{
-		State: record.StateDenied, RequestID: xss, Start: now, Principal: record.Principal{Kind: record.PrincipalKey, KeyName: xss},
-		ClientIP: "10.0.0.9", UserAgent: xss, Method: "POST", Path: "/x", Operation: record.OpChatCompletions,
-		Deployment: xssDeployment, Status: 429, Limit: &record.Limit{Name: xss, Throttled: true},
+		State: record.StateDenied, RequestID: hostile("request id"), Start: now,
+		Principal: record.Principal{Kind: record.PrincipalKey, KeyName: hostile("principal")},
+		ClientIP:  "10.0.0.9", UserAgent: hostile("user agent"), Method: "POST", Path: "/x", Operation: record.OpChatCompletions,
+		Deployment: hostile("deployment"), Status: 429, Limit: &record.Limit{Name: hostile("limit"), Throttled: true},
 		Usage:  &record.Usage{PromptTokens: 1, CompletionTokens: 1, TotalTokens: 2, Source: record.UsageEstimated},
-		Prompt: &record.Content{Text: xss, Bytes: int64(len(xss))}, Response: &record.Content{Text: xss},
-		Error: &record.Error{Message: xss},
+		Prompt: &record.Content{Text: xss, Bytes: int64(len(xss))}, Response: &record.Content{Text: hostile("response")},
+		Error: &record.Error{Message: hostile("error")},
 	}))
 	ops := []string{"Microsoft.Authorization/roleAssignments/write", "Microsoft.Authorization/policyAssignments/write",
 		"Microsoft.Resources/deployments/write", "Microsoft.Management/managementGroups/write"}
@@ -112,7 +116,8 @@ func fixtureStore(t testing.TB) *store.Store {
 		recs = append(recs, activityRec(fmt.Sprintf("al-%03d", i), at, fmt.Sprintf("mg-%d", i%4), ops[i%4],
 			[]string{"ana@contoso.example", "bob@contoso.example"}[i%2], status))
 	}
-	recs = append(recs, activityRec("al-xss", now.Add(-5*time.Minute), "mg-0", xss, xss, "Succeeded"))
+	recs = append(recs, activityRec("al-xss", now.Add(-5*time.Minute), hostile("scope"), hostile("operation"),
+		hostile("caller"), "Succeeded"))
 	if _, err := st.Append(t.Context(), recs); err != nil {
 		t.Fatal(err)
 	}
@@ -120,10 +125,13 @@ func fixtureStore(t testing.TB) *store.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Confirm(t.Context(), "archive", 50, []store.DeadLetter{{Sink: "archive", Seq: 7, Record: bad, Reason: xss}}); err != nil {
+	if err := st.Confirm(t.Context(), "archive", 50, []store.DeadLetter{{Sink: "archive", Seq: 7, Record: bad, Reason: hostile("reason")}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SinkFailed(t.Context(), "siem", xss, 3); err != nil {
+	if err := st.SinkFailed(t.Context(), "siem", hostile("last error"), 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SinkFailed(t.Context(), hostile("sink"), "503 service unavailable", 1); err != nil {
 		t.Fatal(err)
 	}
 	return st
