@@ -19,12 +19,13 @@ func newQuerySinks(e *env) *cobra.Command {
 	var dead bool
 	cmd := &cobra.Command{
 		Use:   "sinks",
-		Short: "Show each sink's delivery lag, last error and dead letters",
+		Short: "Show each sink's delivery lag, last error, retries and dead letters",
 		Long: `Shows, for each sink, the last record it confirmed, how many records wait
 for it and how old the oldest is, its last error (cleared by the next
-confirmed batch) and how many records its destination refused as invalid
-(dead letters). With --config the sinks of the configuration are listed
-(also those that never ran); with --store every sink the store knows.
+confirmed batch), how many failed writes it retried (never reset) and how
+many records its destination refused as invalid (dead letters). With
+--config the sinks of the configuration are listed (also those that never
+ran); with --store every sink the store knows.
 --dead-letters lists the refused records themselves, with the reason.`,
 		Example: `  tapline query sinks --config tapline.yaml
   tapline query sinks --store tapline.db --dead-letters --format json | jq .reason`,
@@ -74,7 +75,7 @@ confirmed batch) and how many records its destination refused as invalid
 	return cmd
 }
 
-var sinkColumns = []string{"sink", "confirmed_seq", "lag_records", "lag", "last_confirmed", "dead_letters", "last_error", "last_error_at"}
+var sinkColumns = []string{"sink", "confirmed_seq", "lag_records", "lag", "last_confirmed", "dead_letters", "retries", "last_error", "last_error_at"}
 
 // sinkRow is one sink in --format json.
 type sinkRow struct {
@@ -84,6 +85,7 @@ type sinkRow struct {
 	LagSeconds    float64    `json:"lag_seconds"`
 	LastConfirmed *time.Time `json:"last_confirmed,omitempty"`
 	DeadLetters   int64      `json:"dead_letters"`
+	Retries       int64      `json:"retries"`
 	LastError     string     `json:"last_error,omitempty"`
 	LastErrorAt   *time.Time `json:"last_error_at,omitempty"`
 }
@@ -97,7 +99,7 @@ func writeSinkStates(w io.Writer, format string, states []store.SinkState, now t
 		}
 		if format == "json" {
 			row := sinkRow{Sink: s.Sink, ConfirmedSeq: s.Cursor, LagRecords: s.Lag, LagSeconds: lag.Seconds(),
-				DeadLetters: s.DeadLetters, LastError: s.LastError, LastConfirmed: timePtr(s.Confirmed), LastErrorAt: timePtr(s.LastErrorAt)}
+				DeadLetters: s.DeadLetters, Retries: s.Retries, LastError: s.LastError, LastConfirmed: timePtr(s.Confirmed), LastErrorAt: timePtr(s.LastErrorAt)}
 			if err := out.json(row); err != nil {
 				return err
 			}
@@ -108,7 +110,7 @@ func writeSinkStates(w io.Writer, format string, states []store.SinkState, now t
 			lagText = lag.Round(time.Second).String()
 		}
 		err := out.row([]string{s.Sink, itoa(s.Cursor), itoa(s.Lag), lagText, fmtTime(s.Confirmed),
-			itoa(s.DeadLetters), s.LastError, fmtTime(s.LastErrorAt)})
+			itoa(s.DeadLetters), itoa(s.Retries), s.LastError, fmtTime(s.LastErrorAt)})
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,7 +35,7 @@ func TestQuerySinks(t *testing.T) {
 	if err := st.Confirm(t.Context(), "lake", 6, dead); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.SinkFailed(t.Context(), "lake", "write kafka sink: broker 127.0.0.1:9 unreachable", 4); err != nil {
+	if err := st.SinkFailed(t.Context(), "lake", "write kafka sink: broker 127.0.0.1:9 unreachable", 7); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
@@ -51,11 +52,22 @@ func TestQuerySinks(t *testing.T) {
 		!strings.HasPrefix(lines[2], "lake ") || !strings.Contains(lines[2], "broker 127.0.0.1:9 unreachable") {
 		t.Errorf("table:\n%s", out)
 	}
+	// Each format shows the retries under their own name.
+	if cells := strings.Fields(lines[0]); len(cells) < 7 || cells[6] != "RETRIES" ||
+		strings.Fields(lines[1])[6] != "0" || strings.Fields(lines[2])[6] != "7" {
+		t.Errorf("table has no RETRIES column of 0 and 7:\n%s", out)
+	}
+	code, out, _ = tapline(t, "query", "sinks", "--config", cfg, "--format", "csv")
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil || code != 0 || len(rows) != 3 || !slices.Equal(rows[0], sinkColumns) || rows[0][6] != "retries" ||
+		rows[1][6] != "0" || rows[2][6] != "7" {
+		t.Errorf("csv (%d, %v):\n%s", code, err, out)
+	}
 
 	code, out, _ = tapline(t, "query", "sinks", "--store", db, "--format", "json")
 	var row sinkRow
 	if code != 0 || json.Unmarshal([]byte(out), &row) != nil || row.Sink != "lake" || row.ConfirmedSeq != 6 ||
-		row.LagRecords != 4 || row.DeadLetters != 1 || row.LastErrorAt == nil {
+		row.LagRecords != 4 || row.DeadLetters != 1 || row.Retries != 7 || row.LastErrorAt == nil {
 		t.Errorf("json (%d): %s", code, out)
 	}
 

@@ -6,9 +6,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/tapline/tapline/internal/store"
 )
@@ -146,6 +149,25 @@ func TestActivityFilters(t *testing.T) {
 	body = get(t, h, "/activity?status=failed").Body.String()
 	if strings.Contains(body, "<span class=\"status\">Succeeded") {
 		t.Errorf("status=failed shows succeeded events")
+	}
+}
+
+// TestDeliveryShowsRetries reads the sinks table: each sink's retries as
+// the store counts them (fixture: siem 3, the hostile sink 1, none else).
+func TestDeliveryShowsRetries(t *testing.T) {
+	h := newTestHandler(t, fixtureStore(t), Config{Loopback: true})
+	rows := tableRows(t, get(t, h, "/delivery").Body.String())
+	col := slices.Index(rows[0], "Retries")
+	if col < 0 {
+		t.Fatalf("no Retries column in %q", rows[0])
+	}
+	got := map[string]string{}
+	for _, r := range rows[1:] {
+		got[r[0]] = r[col]
+	}
+	want := map[string]string{"archive": "0", "never-ran": "0", "siem": "3", hostile("sink"): "1"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("retries by sink (-want +got):\n%s", diff)
 	}
 }
 

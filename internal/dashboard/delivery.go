@@ -22,7 +22,8 @@ type sinkView struct {
 // --dead-letters` lists them all.
 const maxDeadShown = 100
 
-// delivery shows each sink's cursor, lag, last error and dead letters, as
+// delivery shows each sink's cursor, lag, last error, retries and dead
+// letters, as
 // `tapline query sinks` does: the configured sinks and every sink the
 // store knows.
 func (d *Dashboard) delivery(w http.ResponseWriter, r *http.Request) {
