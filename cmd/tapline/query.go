@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tapline/tapline/internal/chargeback"
 	"github.com/tapline/tapline/internal/config"
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/store"
@@ -233,29 +234,29 @@ func validGroup(k string) bool {
 	return false
 }
 
+// writeUsage writes rows in format; csv is the chargeback report that the
+// dashboard's Usage view downloads, from the same writer.
 func writeUsage(w io.Writer, format string, by []string, rows []store.UsageRow) error {
-	cols := append(append([]string{}, by...), "requests", "errors", "prompt_tokens", "completion_tokens",
-		"total_tokens", "cached_tokens", "reasoning_tokens", "estimated")
+	if format == "csv" {
+		return chargeback.WriteCSV(w, by, rows)
+	}
+	cols := chargeback.Header(by)
 	out := newTableOut(w, format, cols)
 	for _, r := range rows {
-		vals := append(append([]string{}, r.Keys...),
-			itoa(r.Requests), itoa(r.Errors), itoa(r.PromptTokens), itoa(r.CompletionTokens),
-			itoa(r.TotalTokens), itoa(r.CachedTokens), itoa(r.ReasoningTokens), itoa(r.Estimated))
 		if format == "json" {
 			obj := make(map[string]any, len(cols))
-			for i, c := range cols {
-				if i < len(by) {
-					obj[c] = vals[i]
-				} else {
-					obj[c], _ = strconv.ParseInt(vals[i], 10, 64)
-				}
+			for i, k := range r.Keys {
+				obj[cols[i]] = k
+			}
+			for i, v := range chargeback.Values(r) {
+				obj[chargeback.Columns[i]] = v
 			}
 			if err := out.json(obj); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := out.row(vals); err != nil {
+		if err := out.row(chargeback.Cells(r)); err != nil {
 			return err
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/tapline/tapline/internal/chargeback"
 	"github.com/tapline/tapline/internal/store"
 )
 
@@ -183,7 +184,7 @@ func TestUsageCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	var want bytes.Buffer
-	if err := writeUsageCSV(&want, []string{"principal", "deployment"}, rows); err != nil {
+	if err := chargeback.WriteCSV(&want, []string{"principal", "deployment"}, rows); err != nil {
 		t.Fatal(err)
 	}
 	if rec.Body.String() != want.String() {

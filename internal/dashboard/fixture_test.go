@@ -53,8 +53,14 @@ func activityRec(id string, at time.Time, scope, op, caller, status string) reco
 // "al-xss", a sink's name, error and dead letter) everywhere.
 func fixtureStore(t testing.TB) *store.Store {
 	t.Helper()
-	st, err := store.Open(t.Context(), store.Config{Path: filepath.Join(t.TempDir(), "tapline.db")},
-		slog.New(slog.DiscardHandler))
+	return fixtureStoreAt(t, filepath.Join(t.TempDir(), "tapline.db"))
+}
+
+// fixtureStoreAt is fixtureStore at path, for a test that opens it from
+// another process too.
+func fixtureStoreAt(t testing.TB, path string) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.Context(), store.Config{Path: path}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,15 +1,14 @@
 package dashboard
 
 import (
-	"encoding/csv"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/tapline/tapline/internal/chargeback"
 	"github.com/tapline/tapline/internal/store"
 )
 
@@ -52,37 +51,6 @@ func (d *Dashboard) usageQuery(q url.Values) (store.UsageQuery, error) {
 	return uq, nil
 }
 
-// usageColumns are the CSV columns of `tapline query usage`: the group keys
-// and then these.
-var usageColumns = []string{"requests", "errors", "prompt_tokens", "completion_tokens",
-	"total_tokens", "cached_tokens", "reasoning_tokens", "estimated"}
-
-func usageValues(r store.UsageRow) []int64 {
-	return []int64{r.Requests, r.Errors, r.PromptTokens, r.CompletionTokens,
-		r.TotalTokens, r.CachedTokens, r.ReasoningTokens, r.Estimated}
-}
-
-// writeUsageCSV writes rows as `tapline query usage --format csv` does
-// (cmd/tapline/query.go), byte for byte: a header of the group keys and
-// usageColumns, then one line per group.
-func writeUsageCSV(w io.Writer, by []string, rows []store.UsageRow) error {
-	cw := csv.NewWriter(w)
-	if err := cw.Write(slices.Concat(by, usageColumns)); err != nil {
-		return err
-	}
-	for _, r := range rows {
-		vals := slices.Clone(r.Keys)
-		for _, v := range usageValues(r) {
-			vals = append(vals, strconv.FormatInt(v, 10))
-		}
-		if err := cw.Write(vals); err != nil {
-			return err
-		}
-	}
-	cw.Flush()
-	return cw.Error()
-}
-
 type usageRowView struct {
 	Keys   []string
 	Values []int64
@@ -103,7 +71,7 @@ type usageData struct {
 
 func (d *Dashboard) usage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	data := usageData{Q: q, Groups: store.UsageGroups, Columns: usageColumns, Since: q.Get("since")}
+	data := usageData{Q: q, Groups: store.UsageGroups, Columns: chargeback.Columns, Since: q.Get("since")}
 	if !q.Has("since") {
 		data.Since = "30d"
 	}
@@ -119,15 +87,15 @@ func (d *Dashboard) usage(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	data.Total = make([]int64, len(usageColumns))
+	data.Total = make([]int64, len(chargeback.Columns))
 	for _, row := range rows {
-		for i, v := range usageValues(row) {
+		for i, v := range chargeback.Values(row) {
 			data.Total[i] += v
 		}
 	}
 	for _, row := range rows {
-		v := usageRowView{Keys: row.Keys, Values: usageValues(row)}
-		if t := data.Total[4]; t > 0 {
+		v := usageRowView{Keys: row.Keys, Values: chargeback.Values(row)}
+		if t := data.Total[chargeback.Total]; t > 0 {
 			v.Share = float64(row.TotalTokens) / float64(t)
 		}
 		data.Rows = append(data.Rows, v)
@@ -144,7 +112,7 @@ func (d *Dashboard) usage(w http.ResponseWriter, r *http.Request) {
 }
 
 // usageCSV serves the usage of the page's filters as a CSV download for
-// chargeback.
+// chargeback, written by the writer of `tapline query usage --format csv`.
 func (d *Dashboard) usageCSV(w http.ResponseWriter, r *http.Request) {
 	uq, err := d.usageQuery(r.URL.Query())
 	if err != nil {
@@ -158,7 +126,7 @@ func (d *Dashboard) usageCSV(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="tapline-usage.csv"`)
-	if err := writeUsageCSV(w, uq.By, rows); err != nil {
+	if err := chargeback.WriteCSV(w, uq.By, rows); err != nil {
 		d.log.Warn("write usage csv", "err", err)
 	}
 }
