@@ -160,7 +160,8 @@ const activeJS = `[...document.querySelectorAll('*')].flatMap(e => {
 })`
 
 // TestBrowserViews loads every view in Chromium: no console error, the
-// hostile record shown as text and never run, a screenshot of each.
+// hostile text shown as text and never run, no page wider than the window,
+// a screenshot of each (the README's, see there to regenerate them).
 func TestBrowserViews(t *testing.T) {
 	tb := newTab(t)
 	srv := httptest.NewServer(newTestHandler(t, fixtureStore(t), Config{Loopback: true}))
@@ -183,6 +184,10 @@ func TestBrowserViews(t *testing.T) {
 			active := eval[[]string](t, tb, activeJS)
 			if len(active) != 0 {
 				t.Errorf("%s: the page has %v", v.path, active)
+			}
+			// Long hostile words wrap: nothing is wider than the window.
+			if w := eval[[]int](t, tb, `[document.documentElement.scrollWidth, document.documentElement.clientWidth]`); w[0] > w[1] {
+				t.Errorf("%s: the page is %d px wide in a window of %d px", v.path, w[0], w[1])
 			}
 			tb.screenshot(t, filepath.Join(dir, v.name+".png"))
 		})
