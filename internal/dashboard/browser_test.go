@@ -238,6 +238,26 @@ func TestBrowserFilters(t *testing.T) {
 	if roles == 0 || roles >= allEvents || highlighted != roles {
 		t.Errorf("operation filter: %d of %d events, %d highlighted", roles, allEvents, highlighted)
 	}
+	// The highlight is seen: a border in the role colour (style.css --role).
+	border := `getComputedStyle(document.querySelector('li.event')).borderLeftColor`
+	if c := eval[string](t, tb, border); c != "rgb(105, 65, 198)" {
+		t.Errorf("a role change's border is %s", c)
+	}
+
+	// The quick filter for policy changes: each event stands out in the
+	// policy colour.
+	tb.run(t,
+		chromedp.Click(chromedp.CSS(`a[href$="operation=Microsoft.Authorization%2Fpolicy"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`input[name="operation"][value="Microsoft.Authorization/policy"]`)),
+	)
+	policies := eval[int](t, tb, events)
+	highlighted = eval[int](t, tb, `document.querySelectorAll('li.event.change.policy').length`)
+	if policies == 0 || policies >= allEvents || highlighted != policies {
+		t.Errorf("policy changes: %d of %d events, %d highlighted", policies, allEvents, highlighted)
+	}
+	if c := eval[string](t, tb, border); c != "rgb(2, 106, 162)" {
+		t.Errorf("a policy change's border is %s", c)
+	}
 	if p := tb.problems(); len(p) > 0 {
 		t.Errorf("console: %s", strings.Join(p, "\n"))
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -126,6 +127,27 @@ func TestRequestFiltersAndPaging(t *testing.T) {
 	if len(seen) != 121 {
 		t.Errorf("pages listed %d calls, want 121", len(seen))
 	}
+	// deployment= matches the name exactly: gpt-4o, not gpt-4o-mini.
+	rows := tableRows(t, get(t, h, "/requests?deployment=gpt-4o").Body.String())
+	col := slices.Index(rows[0], "Deployment")
+	if len(rows) != 41 {
+		t.Errorf("deployment=gpt-4o lists %d calls, want 40", len(rows)-1)
+	}
+	for _, r := range rows[1:] {
+		if r[col] != "gpt-4o" {
+			t.Errorf("deployment=gpt-4o lists a call to %q", r[col])
+		}
+	}
+	// until= ends the listing: newest first from the last call before it.
+	rows = tableRows(t, get(t, h, "/requests?until=2026-11-20T06:00:00Z").Body.String())
+	if len(rows) < 2 || rows[1][0] != "2026-11-20 05:59:00" {
+		t.Errorf("until=06:00 starts at %q, want the call of 05:59", rows[1:2])
+	}
+	for _, r := range rows[1:] {
+		if r[0] > "2026-11-20 06:00:00" {
+			t.Errorf("until=06:00 lists a call of %s", r[0])
+		}
+	}
 	if rec := get(t, h, "/requests?status=abc"); rec.Code != http.StatusBadRequest {
 		t.Errorf("status=abc: %d, want 400", rec.Code)
 	}
@@ -137,6 +159,54 @@ func TestRequestFiltersAndPaging(t *testing.T) {
 	}
 }
 
+// TestOverviewRange checks that range= sets the overview's period: the
+// request total of its chart and the figures of its top principals.
+func TestOverviewRange(t *testing.T) {
+	h := newTestHandler(t, fixtureStore(t), Config{Loopback: true})
+	total := regexp.MustCompile(`Requests <span class="hint">total (\d+),`)
+	tests := []struct {
+		rng             string
+		total, buildBot string // build-bot calls every 69 minutes
+	}{
+		{"1h", "4", "1"},
+		{"", "63", "21"}, // 24h
+		{"24h", "63", "21"},
+		{"7d", "121", "40"},
+	}
+	for _, tt := range tests {
+		t.Run("range="+tt.rng, func(t *testing.T) {
+			rec := get(t, h, "/?range="+tt.rng)
+			body := rec.Body.String()
+			m := total.FindStringSubmatch(body)
+			if rec.Code != http.StatusOK || m == nil || m[1] != tt.total {
+				t.Fatalf("GET /?range=%s: %d, requests total %v, want %s", tt.rng, rec.Code, m, tt.total)
+			}
+			rows := tableRows(t, body) // Top principals
+			col := slices.Index(rows[0], "Requests")
+			i := slices.IndexFunc(rows, func(r []string) bool { return r[0] == "key:build-bot" })
+			if col < 0 || i < 0 || rows[i][col] != tt.buildBot {
+				t.Errorf("GET /?range=%s: top principals %q, want key:build-bot with %s requests", tt.rng, rows, tt.buildBot)
+			}
+		})
+	}
+	if rec := get(t, h, "/?range=2h"); rec.Code != http.StatusBadRequest {
+		t.Errorf("range=2h: %d, want 400", rec.Code)
+	}
+}
+
+// eventRE finds each event of the Activity timeline and its classes.
+var eventRE = regexp.MustCompile(`<li id="ev-[^"]*" class="([^"]*)">`)
+
+// eventClasses returns the class attribute of each event on an Activity
+// page, top to bottom.
+func eventClasses(body string) []string {
+	var out []string
+	for _, m := range eventRE.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1])
+	}
+	return out
+}
+
 func TestActivityFilters(t *testing.T) {
 	h := newTestHandler(t, fixtureStore(t), Config{Loopback: true})
 	body := get(t, h, "/activity?operation=roleassignments&caller=ana@contoso.example").Body.String()
@@ -144,8 +214,29 @@ func TestActivityFilters(t *testing.T) {
 		strings.Contains(body, "bob@contoso.example</a>") {
 		t.Errorf("activity filter shows the wrong events")
 	}
-	if !strings.Contains(body, `class="badge role"`) {
-		t.Errorf("role assignment does not stand out")
+	// Role and policy changes stand out: their events are marked, with a
+	// badge each (the legend holds one of each too).
+	for _, c := range []struct{ op, change string }{{"roleassignments", "role"}, {"policyAssignments", "policy"}} {
+		body := get(t, h, "/activity?operation="+c.op).Body.String()
+		classes := eventClasses(body)
+		if len(classes) == 0 {
+			t.Fatalf("operation=%s: no event", c.op)
+		}
+		for _, cl := range classes {
+			if !strings.HasPrefix(cl, "event change "+c.change) {
+				t.Errorf("operation=%s: an event of class %q, want it marked %s", c.op, cl, c.change)
+			}
+		}
+		badge := `<span class="badge ` + c.change + `">` + c.change + `</span>`
+		if n := strings.Count(body, badge); n != len(classes)+1 {
+			t.Errorf("operation=%s: %d %s badges for %d events", c.op, n-1, c.change, len(classes))
+		}
+	}
+	// Other operations do not.
+	for _, cl := range eventClasses(get(t, h, "/activity?operation=deployments/write").Body.String()) {
+		if strings.Contains(cl, "change") {
+			t.Errorf("operation=deployments/write: an event of class %q", cl)
+		}
 	}
 	body = get(t, h, "/activity?status=failed").Body.String()
 	if strings.Contains(body, "<span class=\"status\">Succeeded") {
