@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/html"
+
 	"github.com/tapline/tapline/internal/emulator"
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tapline/tapline/internal/testenv"
@@ -299,6 +301,37 @@ func TestDemo(t *testing.T) {
 		t.Errorf("the file sink holds %d distinct records; the store released %d", len(ids), st.ConfirmedSeq)
 	}
 
+	// Every view of the dashboard has something to show: rows of content,
+	// and the demo's callers, deployments, events and sink in them.
+	for _, v := range []struct {
+		path    string
+		minRows int
+		want    []string
+	}{
+		{"", 4, []string{"key:analytics-team", "gpt-4o-mini"}},       // top principals and deployments
+		{"requests", 9, []string{"key:demo", "ana@contoso.example"}}, // the calls
+		{"usage", 4, []string{"key:analytics-team", "gpt-4o"}},
+		{"activity", 25, []string{"Microsoft.Authorization/roleAssignments/write"}},
+		{"delivery", 1, []string{"local-files"}},
+		{"limits", 2, []string{"key:intern", "tokens_per_day"}},
+	} {
+		resp, err := http.Get(dashURL + v.path)
+		if err != nil {
+			t.Fatalf("dashboard /%s: %v", v.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		rows, text := contentRows(t, string(body))
+		if resp.StatusCode != http.StatusOK || rows < v.minRows {
+			t.Errorf("dashboard /%s: %s with %d rows of content, want %d or more", v.path, resp.Status, rows, v.minRows)
+		}
+		for _, w := range v.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("dashboard /%s does not show %q", v.path, w)
+			}
+		}
+	}
+
 	// The demo key's small limit: repeating its curl soon gets a 429, as
 	// the demo says. Windows are fixed minutes, so one boundary may let
 	// up to 2*demoRPM calls through; 2*demoRPM+1 calls always meet a 429.
@@ -340,6 +373,40 @@ func TestDemo(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not stop on cancel")
 	}
+}
+
+// contentRows parses a dashboard page and returns how many rows of data it
+// shows (rows of its tables' bodies, events of a timeline) and its text.
+func contentRows(t *testing.T, body string) (int, string) {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse page: %v", err)
+	}
+	n := 0
+	var text strings.Builder
+	var walk func(*html.Node, bool)
+	walk = func(nd *html.Node, inBody bool) {
+		switch {
+		case nd.Type == html.TextNode:
+			text.WriteString(nd.Data)
+		case nd.Type == html.ElementNode && nd.Data == "tbody":
+			inBody = true
+		case nd.Type == html.ElementNode && nd.Data == "tr" && inBody:
+			n++
+		case nd.Type == html.ElementNode && nd.Data == "li":
+			for _, a := range nd.Attr {
+				if a.Key == "class" && strings.HasPrefix(a.Val, "event") {
+					n++
+				}
+			}
+		}
+		for c := nd.FirstChild; c != nil; c = c.NextSibling {
+			walk(c, inBody)
+		}
+	}
+	walk(doc, false)
+	return n, text.String()
 }
 
 func finishedAll(recs []record.GatewayRequest) bool {
