@@ -115,6 +115,13 @@ type harness struct {
 
 func start(t *testing.T, st Store, targets ...Target) *harness {
 	t.Helper()
+	return startWith(t, st, nil, targets...)
+}
+
+// startWith is start with setup run on every loop before the shipper
+// runs, to replace a seam (the clock) that the loops read concurrently.
+func startWith(t *testing.T, st Store, setup func(*loop), targets ...Target) *harness {
+	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), done: make(chan error, 1), waits: map[string][]time.Duration{}}
 	for i := range targets {
 		if targets[i].Batch.MaxWait == 0 {
@@ -132,6 +139,9 @@ func start(t *testing.T, st Store, targets ...Target) *harness {
 			h.waits[l.name] = append(h.waits[l.name], d)
 			h.mu.Unlock()
 			return sink.Sleep(ctx, time.Millisecond) // yield, but no real backoff
+		}
+		if setup != nil {
+			setup(l)
 		}
 	}
 	h.sh = sh
