@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -29,14 +30,41 @@ const (
 // envelope (record.AppendJSON), the headers are id, kind and version, and the
 // key is chosen by Config.Key.
 //
-// The producer is franz-go's default, idempotent one, kept so on purpose: a
-// request the client resends after a lost reply is de-duplicated by the
-// broker, and with idempotence franz-go keeps up to 5 requests in flight per
-// broker without reordering a partition. Every record waits for all in-sync
-// replicas (acks=all). A Write that times out gives up its batch even if it
-// is in flight (AllowIdempotentProduceCancellation), so a batch the shipper
-// resends after a failed Write may be duplicated: the guarantee is at least
-// once, by record ID.
+// # Idempotence
+//
+// The producer is idempotent (issue 5), and New refuses a client that is
+// not: it takes a producer id from the broker (InitProducerID) and numbers
+// every batch per partition, so a request the client resends after a lost
+// or failed reply is de-duplicated by the broker instead of written twice,
+// and up to 5 requests can be in flight per broker without reordering a
+// partition. franz-go has no option that turns idempotence on, only one
+// that turns it off (DisableIdempotentWrite), which the sink never passes;
+// idempotence needs acks=all, which the sink sets: every record waits for
+// all in-sync replicas.
+//
+// # Retries
+//
+// Retries belong to the shipper (internal/ship), which backs off with
+// jitter, honours Retry-After, counts and logs them. franz-go retries a
+// produce on its own too, and that retrying is kept on purpose, but
+// bounded. Only a resend by the same client, with the same producer id and
+// sequence numbers, is de-duplicated by the broker: a batch whose reply
+// was lost or timed out may have been written, and the shipper's resend
+// after a failed Write would carry new sequence numbers and write it
+// twice. So franz-go rides out short blips (a lost reply, a leader moving,
+// for which it first reloads the metadata, at most once per metadataMinAge)
+// for at most recordRetries resends, with a backoff capped at
+// retryBackoffMax, and never for longer than Config.Timeout
+// (RecordDeliveryTimeout, and Write's own deadline). After that Write fails
+// with a retryable error and the shipper takes over; a batch refused with
+// an error reply was not written, so that resend duplicates nothing.
+// Without these bounds franz-go would retry until the delivery timeout, a
+// second retry loop hidden from the shipper's backoff and metrics.
+//
+// A Write that runs out of time gives up its batch even if it is in flight
+// (AllowIdempotentProduceCancellation), so a batch the shipper resends
+// after such a Write may be duplicated: the guarantee is at least once, by
+// record ID.
 type Sink struct {
 	cl        *kgo.Client
 	topic     string
@@ -45,6 +73,36 @@ type Sink struct {
 	timeout   time.Duration
 	auth      *authWatch
 	closed    atomic.Bool
+}
+
+// franz-go's internal retry bounds (see Retries in the Sink doc).
+const (
+	// recordRetries is how many times franz-go resends a batch that failed
+	// with a retriable error before Write fails and the shipper retries.
+	recordRetries = 3
+	// retryBackoffMin and retryBackoffMax bound franz-go's backoff between
+	// those resends (its default grows to 5s): the shipper's backoff does
+	// the long waits.
+	retryBackoffMin = 100 * time.Millisecond
+	retryBackoffMax = 800 * time.Millisecond
+	// metadataMinAge is the least time between metadata reloads, which
+	// franz-go makes before resending a batch refused by a partition error
+	// (NOT_LEADER_FOR_PARTITION and the like). Its 5s default would make
+	// every such resend wait 5s, the three of them longer than a leader
+	// election usually takes.
+	metadataMinAge = time.Second
+)
+
+// retryBackoff is franz-go's wait before its fails-th retry: doubling from
+// retryBackoffMin up to retryBackoffMax, with ±20% jitter as franz-go's
+// own backoff has, so that partitions that failed together do not retry
+// together.
+func retryBackoff(fails int) time.Duration {
+	d := retryBackoffMax
+	if fails < 8 {
+		d = min(retryBackoffMin<<max(fails-1, 0), retryBackoffMax)
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
 // ErrAuthentication marks a Write or Check during which a broker refused the
@@ -71,8 +129,14 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(st.brokers...),
 		kgo.DefaultProduceTopic(st.topic),
+		// Idempotent producing (franz-go's default, checked below)
+		// requires acks=all.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchMaxBytes(int32(st.maxRecord + batchOverhead)),
+		// franz-go's own retries, bounded (see Retries above).
+		kgo.RecordRetries(recordRetries),
+		kgo.RetryBackoffFn(retryBackoff),
+		kgo.MetadataMinAge(metadataMinAge),
 		kgo.RecordDeliveryTimeout(st.timeout),
 		// Without this, a batch in flight when a broker vanishes blocks
 		// Write until the broker comes back, whatever the context says:
@@ -86,6 +150,10 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("new kafka sink: %w", err)
+	}
+	if off, _ := cl.OptValue(kgo.DisableIdempotentWrite).(bool); off {
+		cl.Close()
+		return nil, errors.New("new kafka sink: the producer is not idempotent")
 	}
 	return &Sink{
 		cl:        cl,
