@@ -158,9 +158,10 @@ func (s *Sink) send(ctx context.Context, rq span, ends []int) (int64, error) {
 				return 0, sink.Invalid(fmt.Errorf("post events: %s", a.describe()),
 					fmt.Sprintf("invalid-event-number %d is outside the request's %d events", n, rq.to-rq.from))
 			}
-			reason := "Splunk refused the event: " + a.reply.Text
+			// The dead letter's reason carries Splunk's own answer.
+			reason := "Splunk refused the event (" + a.describe() + ")"
 			if code == codeIncorrectIndex {
-				reason = "Splunk refused the event's index (not allowed for the token, or missing): check indexes and the token's allowed indexes"
+				reason += ": its index is not allowed for the token, or missing; check indexes and the token's allowed indexes"
 			}
 			return 0, sink.InvalidRecords(fmt.Errorf("post events: %s", a.describe()), reason, rq.from+n)
 		}

@@ -31,8 +31,9 @@
 // # Errors
 //
 // 400 codes 6, 7, 12, 13 and 15 name one event ("invalid-event-number"):
-// it becomes sink.InvalidRecords with that record's batch position, so the
-// shipper dead-letters that record and resends the others. Splunk has
+// it becomes sink.InvalidRecords with that record's batch position and
+// Splunk's answer (status, code and text) as the reason, so the shipper
+// dead-letters that record with it and resends the others. Splunk has
 // already indexed the events before it in that request (and earlier
 // requests of the batch), which the resend duplicates under the same ids.
 // 408, 429 and 5xx (503 code 9 "Server is busy") and network errors are
