@@ -4,8 +4,8 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/tidwall/gjson"
 	"github.com/tiktoken-go/tokenizer"
 
@@ -29,29 +29,71 @@ const (
 type Estimator struct {
 	o200k  lazyCodec
 	cl100k lazyCodec
-	counts *lru.Cache[countKey, int] // nil: no cache
+	counts *countCache // nil: no cache
 }
 
-// countKey names a text counted in one encoding by its length and a 64-bit
-// seeded hash, so the cache holds no prompt text. Two texts of one length
-// colliding would only misjudge one admission estimate.
-type countKey struct {
-	codec tokenizer.Codec
-	n     int
-	h     uint64
-}
-
-// countCacheSize is how many texts' counts an Estimator remembers. Callers
-// repeat most of what they send: a system prompt on every call, and the
+// countCache remembers token counts by text, without the texts: callers
+// repeat most of what they send, a system prompt on every call and the
 // whole conversation so far on every turn of a chat, which would otherwise
 // be tokenized again each time (the tokenizer is the dearest step of a
-// limited call).
-const countCacheSize = 16384
+// limited call). It is direct-mapped: a seeded 64-bit hash of the
+// encoding and the text picks a slot, whose one word holds the
+// hash's upper 40 bits and the count. A lookup is one atomic load and a
+// store one atomic store, so the calls of a busy gateway never wait on
+// each other here; a text whose slot another took is counted again. Two
+// texts agreeing on the slot and the 40 bits (one in 2^54) would only
+// misjudge one admission estimate.
+type countCache struct {
+	slots [countCacheSize]atomic.Uint64
+}
+
+// countCacheSize is the number of slots, a power of two.
+const countCacheSize = 1 << 14
+
+const (
+	countBits = 24 // a count up to 16,777,215 tokens is remembered
+	countMask = 1<<countBits - 1
+)
 
 var countSeed = maphash.MakeSeed()
 
+// countHash is the hash of text in encoding enc (1 or 2).
+func countHash(enc byte, text string) uint64 {
+	return maphash.String(countSeed, text) ^ uint64(enc)*0x9e3779b97f4a7c15
+}
+
+func (c *countCache) get(h uint64) (int, bool) {
+	if c == nil {
+		return 0, false
+	}
+	v := c.slots[h&(countCacheSize-1)].Load()
+	if v == 0 || v>>countBits != h>>countBits {
+		return 0, false
+	}
+	return int(v & countMask), true
+}
+
+func (c *countCache) add(h uint64, n int) {
+	if c == nil || n < 0 || n > countMask {
+		return
+	}
+	c.slots[h&(countCacheSize-1)].Store(h>>countBits<<countBits | uint64(n))
+}
+
+// len is the number of slots in use, for tests.
+func (c *countCache) len() int {
+	n := 0
+	for i := range c.slots {
+		if c.slots[i].Load() != 0 {
+			n++
+		}
+	}
+	return n
+}
+
 type lazyCodec struct {
 	enc   tokenizer.Encoding
+	id    byte // the encoding in countCache's hashes
 	once  sync.Once
 	codec tokenizer.Codec
 }
@@ -68,11 +110,10 @@ func (l *lazyCodec) get() tokenizer.Codec {
 
 // NewEstimator returns an Estimator. It loads nothing until first used.
 func NewEstimator() *Estimator {
-	counts, _ := lru.New[countKey, int](countCacheSize) // errors only for a size <= 0
 	return &Estimator{
-		o200k:  lazyCodec{enc: tokenizer.O200kBase},
-		cl100k: lazyCodec{enc: tokenizer.Cl100kBase},
-		counts: counts,
+		o200k:  lazyCodec{enc: tokenizer.O200kBase, id: 1},
+		cl100k: lazyCodec{enc: tokenizer.Cl100kBase, id: 2},
+		counts: new(countCache),
 	}
 }
 
@@ -105,11 +146,12 @@ func encodingFor(model string) tokenizer.Encoding {
 	return tokenizer.O200kBase
 }
 
-func (e *Estimator) codec(model string) tokenizer.Codec {
+// codec returns the encoding of model, loaded on first use.
+func (e *Estimator) codec(model string) *lazyCodec {
 	if encodingFor(model) == tokenizer.Cl100kBase {
-		return e.cl100k.get()
+		return &e.cl100k
 	}
-	return e.o200k.get()
+	return &e.o200k
 }
 
 // Count returns the number of tokens of text in model's encoding.
@@ -117,17 +159,17 @@ func (e *Estimator) Count(model, text string) int {
 	return e.count(e.codec(model), text)
 }
 
-func (e *Estimator) count(c tokenizer.Codec, text string) int {
+func (e *Estimator) count(l *lazyCodec, text string) int {
 	if text == "" {
 		return 0
 	}
-	if c != nil {
-		key := countKey{codec: c, n: len(text), h: maphash.String(countSeed, text)}
-		if n, ok := e.counts.Get(key); ok {
+	if c := l.get(); c != nil {
+		h := countHash(l.id, text)
+		if n, ok := e.counts.get(h); ok {
 			return n
 		}
 		if n, err := c.Count(text); err == nil {
-			e.counts.Add(key, n)
+			e.counts.add(h, n)
 			return n
 		}
 	}
@@ -186,7 +228,7 @@ func (e *Estimator) Prompt(op, model string, body []byte) int {
 }
 
 // message counts one chat message, or one Responses API input item.
-func (e *Estimator) message(c tokenizer.Codec, m gjson.Result) int {
+func (e *Estimator) message(c *lazyCodec, m gjson.Result) int {
 	if !m.IsObject() {
 		return 0
 	}
@@ -223,7 +265,7 @@ func (e *Estimator) message(c tokenizer.Codec, m gjson.Result) int {
 
 // inputs counts a completions prompt or an embeddings input: a string, a
 // token array, or an array of either.
-func (e *Estimator) inputs(c tokenizer.Codec, v gjson.Result) int {
+func (e *Estimator) inputs(c *lazyCodec, v gjson.Result) int {
 	switch {
 	case v.Type == gjson.String:
 		return e.count(c, v.Str)

@@ -102,7 +102,7 @@ func TestCountCache(t *testing.T) {
 				t.Errorf("round %d: Count(%q, %q) = %d, want %d", round, tt.model, tt.text, got, want[i])
 			}
 		}
-		if n := e.counts.Len(); n != len(tests) {
+		if n := e.counts.len(); n != len(tests) {
 			t.Errorf("round %d: the cache holds %d counts, want %d", round, n, len(tests))
 		}
 	}
