@@ -17,8 +17,13 @@ const (
 	maxBatchBytes   = 16 << 20 // bytes of record data per transaction
 	dropLogEvery    = time.Minute
 	// asyncLinger is how long a batch of completions nobody waits for may
-	// wait for another write to share its commit.
-	asyncLinger = 2 * time.Millisecond
+	// wait for other writes to share its commit. The longer a commit
+	// gathers, the fewer times each index's newest page goes to the WAL
+	// (and to the checkpoint) per record: at 3,000 calls a second, 20 ms
+	// instead of 2 writes 12% fewer bytes and costs about 4% less CPU a
+	// call (BENCHMARKS.md). Nobody waits on these commits; a query sees
+	// the record that much later.
+	asyncLinger = 20 * time.Millisecond
 )
 
 // opKind is what a write request does.
