@@ -94,6 +94,38 @@ func (l *loop) run(ctx context.Context) {
 	}
 }
 
+// lagSeconds is the age, by record time, of the oldest record the sink
+// has not confirmed: the first of the batch in hand, or between batches
+// (the next one still filling) the first record of the sink's kinds after
+// its cursor, read from the store, so that the gauge does not drop to 0
+// for a moment at every batch of a backlog.
+func (l *loop) lagSeconds() float64 {
+	age := func(nanos int64) float64 { return max(l.now().Sub(time.Unix(0, nanos)).Seconds(), 0) }
+	if oldest := l.oldest.Load(); oldest != 0 {
+		return age(oldest)
+	}
+	cur := l.cursor.Load()
+	if last, _ := l.st.Released(); last <= cur {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	next, err := l.st.ReadAfter(ctx, cur, lagScan)
+	if err != nil {
+		return 0 // a scrape cannot wait on a failing store; the loop reports it
+	}
+	for _, s := range next {
+		if l.takes(s.Record.Kind) {
+			return age(s.Record.Time.UnixNano())
+		}
+	}
+	return 0 // none of the next records is the sink's: its cursor passes them
+}
+
+// lagScan bounds the records lagSeconds reads looking for one of the
+// sink's kinds.
+const lagScan = 64
+
 // span is a batch and the last seq it stands for: records of kinds the
 // sink does not take are passed over, and its cursor moves past them too.
 type span struct {

@@ -2,7 +2,6 @@ package ship
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,14 +51,8 @@ func (m *metrics) forSink(name string, l *loop) *sinkMetrics {
 	})
 	lagSeconds := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "tapline", Subsystem: "sink", Name: "lag_seconds",
-		Help: "Age, by record time, of the oldest record read for the sink and not yet confirmed; 0 when caught up.", ConstLabels: labels,
-	}, func() float64 {
-		oldest := l.oldest.Load()
-		if oldest == 0 {
-			return 0
-		}
-		return max(l.now().Sub(time.Unix(0, oldest)).Seconds(), 0)
-	})
+		Help: "Age, by record time, of the oldest record not yet confirmed by the sink; 0 when caught up.", ConstLabels: labels,
+	}, l.lagSeconds)
 	// The names are unique per shipper (New checks), so registration can
 	// fail only if two shippers share a registry; the counters still work.
 	_ = m.reg.Register(lagRecords)

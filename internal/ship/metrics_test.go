@@ -96,3 +96,28 @@ func noLag(t *testing.T, reg *prometheus.Registry, sinkName string) bool {
 	return gauge(t, reg, "tapline_sink_lag_records", sinkName) == 0 &&
 		gauge(t, reg, "tapline_sink_lag_seconds", sinkName) == 0
 }
+
+// Between batches, the next one still filling (here it waits for more
+// records until its long MaxWait), the age is that of the oldest record the
+// sink has not confirmed, read from the store: the gauge does not drop to
+// 0 at every batch of a backlog.
+func TestLagSecondsBetweenBatches(t *testing.T) {
+	st := openStore(t, "")
+	recs := appendN(t, st, 0, 10)
+	const behind = 45 * time.Second
+	now := recs[0].Time.Add(behind)
+	sk := &fakeSink{}
+	h := startWith(t, st, func(l *loop) { l.now = func() time.Time { return now } },
+		Target{Name: "lake", Sink: sk, Batch: Batch{MaxRecords: 10, MaxWait: time.Hour}})
+	waitFor(t, "the first batch", func() bool { return cursor(t, st, "lake") == 10 })
+	waitFor(t, "no lag once caught up", func() bool { return noLag(t, h.reg, "lake") })
+
+	more := appendN(t, st, 10, 5) // fewer than MaxRecords: the batch waits
+	if got := gauge(t, h.reg, "tapline_sink_lag_records", "lake"); got != 5 {
+		t.Fatalf("lag_records = %v, want 5", got)
+	}
+	want := now.Sub(more[0].Time).Seconds()
+	if got := gauge(t, h.reg, "tapline_sink_lag_seconds", "lake"); got != want || want <= 0 {
+		t.Errorf("lag_seconds while the next batch fills = %v, want %v (the first waiting record's age)", got, want)
+	}
+}
