@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapline/tapline/internal/record"
-	"github.com/tapline/tapline/internal/store"
 )
 
 var dashboardRE = regexp.MustCompile(`msg="dashboard listening" addr=(\S+)`)
@@ -27,27 +22,7 @@ func serveDashboard(t *testing.T, config string) string {
 	t.Helper()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "t.db")
-	st, err := store.Open(t.Context(), store.Config{Path: db}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Now().Add(-time.Minute).UTC()
-	var recs []record.Record
-	for i := range 3 {
-		data, err := json.Marshal(record.GatewayRequest{State: record.StateCompleted, Start: at, Status: 200,
-			Principal: record.Principal{Kind: record.PrincipalKey, KeyName: "build-bot"}, Deployment: "gpt-4o",
-			Operation: record.OpChatCompletions, Prompt: &record.Content{Text: fmt.Sprint("what is tapline, take ", i)},
-			Usage: &record.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15, Source: record.UsageReported}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, record.Record{ID: fmt.Sprint("gw-", i), Kind: record.KindGatewayRequest,
-			Version: record.GatewayRequestVersion, Time: at, Data: data})
-	}
-	if _, err := st.Append(t.Context(), recs); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	keyCallsStore(t, db, time.Now().Add(-time.Minute).UTC(), "build-bot", "build-bot", "build-bot")
 	cfg := filepath.Join(dir, "c.yaml")
 	os.WriteFile(cfg, []byte("store: {path: "+db+"}\n"+config), 0o600)
 

@@ -19,26 +19,7 @@ import (
 // groups and figures, keys as strings and figures as numbers in JSON.
 func TestQueryUsageFormats(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "t.db")
-	st, err := store.Open(t.Context(), store.Config{Path: db}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
-	var recs []record.Record
-	for i, key := range []string{"build-bot", "build-bot", `odd, "quoted"`} {
-		data, err := json.Marshal(record.GatewayRequest{State: record.StateCompleted, Start: at, Status: 200,
-			Principal: record.Principal{Kind: record.PrincipalKey, KeyName: key}, Deployment: "gpt-4o",
-			Usage: &record.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15, Source: record.UsageReported}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, record.Record{ID: fmt.Sprint("gw-", i), Kind: record.KindGatewayRequest,
-			Version: record.GatewayRequestVersion, Time: at, Data: data})
-	}
-	if _, err := st.Append(t.Context(), recs); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	keyCallsStore(t, db, time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC), "build-bot", "build-bot", `odd, "quoted"`)
 	query := func(format string) string {
 		t.Helper()
 		code, out, errs := tapline(t, "query", "usage", "--store", db, "--by", "principal,deployment", "--format", format)
@@ -78,5 +59,34 @@ func TestQueryUsageFormats(t *testing.T) {
 		"PRINCIPAL DEPLOYMENT REQUESTS ERRORS PROMPT_TOKENS COMPLETION_TOKENS TOTAL_TOKENS CACHED_TOKENS REASONING_TOKENS ESTIMATED" ||
 		strings.Join(strings.Fields(table[1]), " ") != "key:build-bot gpt-4o 2 0 20 10 30 0 0 0" {
 		t.Errorf("table:\n%s", strings.Join(table, "\n"))
+	}
+}
+
+// keyCallsStore creates the store db holding one completed chat call at
+// time at for each key caller in keys (ids gw-0, gw-1, ...; 10 prompt and
+// 5 completion tokens each, a prompt naming the call's index).
+func keyCallsStore(t *testing.T, db string, at time.Time, keys ...string) {
+	t.Helper()
+	st, err := store.Open(t.Context(), store.Config{Path: db}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []record.Record
+	for i, key := range keys {
+		data, err := json.Marshal(record.GatewayRequest{State: record.StateCompleted, Start: at, Status: 200,
+			Principal: record.Principal{Kind: record.PrincipalKey, KeyName: key}, Deployment: "gpt-4o",
+			Operation: record.OpChatCompletions, Prompt: &record.Content{Text: fmt.Sprint("what is tapline, take ", i)},
+			Usage: &record.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15, Source: record.UsageReported}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, record.Record{ID: fmt.Sprint("gw-", i), Kind: record.KindGatewayRequest,
+			Version: record.GatewayRequestVersion, Time: at, Data: data})
+	}
+	if _, err := st.Append(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
