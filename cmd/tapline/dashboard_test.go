@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 var dashboardRE = regexp.MustCompile(`msg="dashboard listening" addr=(\S+)`)
