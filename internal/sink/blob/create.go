@@ -148,9 +148,8 @@ func (s *Sink) runbookLayout(recs []record.Record, g *group) layout {
 	var idx []int
 	var events [][]byte
 	for _, i := range g.recs {
-		res := gjson.GetManyBytes(recs[i].Data, "event", "collection_run")
-		ev, run := res[0], res[1]
-		if !ev.Exists() || (run.Type == gjson.String && run.Str != "") {
+		ev, run := eventRun(recs[i])
+		if !ev.Exists() || run != "" {
 			continue
 		}
 		idx = append(idx, i)

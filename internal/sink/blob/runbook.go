@@ -129,13 +129,12 @@ func runGroups(prefix string, recs []record.Record) []*runGroup {
 		if recs[i].Kind != record.KindActivityLog {
 			continue
 		}
-		res := gjson.GetManyBytes(recs[i].Data, "event", "collection_run")
-		ev, run := res[0], res[1]
-		if !ev.Exists() || run.Type != gjson.String || run.Str == "" {
+		ev, run := eventRun(recs[i])
+		if !ev.Exists() || run == "" {
 			continue
 		}
 		_, scope := kindScope(recs[i])
-		name := runbookRunName(prefix, scope, run.Str)
+		name := runbookRunName(prefix, scope, run)
 		g := index[name]
 		if g == nil {
 			g = &runGroup{name: name}
@@ -146,6 +145,16 @@ func runGroups(prefix string, recs []record.Record) []*runGroup {
 		g.events = append(g.events, []byte(ev.Raw))
 	}
 	return out
+}
+
+// eventRun returns the original event an activity record embeds and the
+// collection run that stored it ("" for a record stored before the field).
+func eventRun(rec record.Record) (gjson.Result, string) {
+	res := gjson.GetManyBytes(rec.Data, "event", "collection_run")
+	if res[1].Type != gjson.String {
+		return res[0], ""
+	}
+	return res[0], res[1].Str
 }
 
 // appendRun adds the events of g that its blob lacks as one part. It
