@@ -35,12 +35,14 @@ const (
 
 // stmtSQL is the text of each writer statement, prepared once at Open.
 var stmtSQL = [numStmts]string{
-	// ON CONFLICT (id), not OR IGNORE: a duplicate id is skipped, but any
-	// other conflict (a seq taken by a second writer process) is an error,
-	// never a silently lost record.
-	sInsert: `INSERT INTO records (id, seq, kind, version, time, state, size, data)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-	sKnown: `SELECT 1 FROM records WHERE id = ?`,
+	// ON CONFLICT on the two keys (migration 8), not OR IGNORE: a record
+	// already stored is skipped, but any other conflict (a seq taken by a
+	// second writer process) is an error, never a silently lost record.
+	sInsert: `INSERT INTO records (id, seq, kind, version, time, state, size, data, scope)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) WHERE ` + notActivity + ` DO NOTHING
+		ON CONFLICT (kind, scope, time, id) DO NOTHING`,
+	sKnown: `SELECT 1 FROM records WHERE id = ? AND ` + notActivity,
 	sStart: `INSERT INTO started (id, seq, kind, version, time, state, size, data)
 		VALUES (?, NULL, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 	sTake:     `DELETE FROM started WHERE id = ? RETURNING size`,
@@ -111,7 +113,7 @@ func (w *writer) appendRows(ctx context.Context, t *txn, rows []row) (int, error
 	floor := w.seq
 	var added, delta int64
 	for _, r := range rows {
-		res, err := t.exec(ctx, sInsert, r.id, w.seq+1, r.kind, r.version, r.time, r.state, r.size(), r.data)
+		res, err := t.exec(ctx, sInsert, r.id, w.seq+1, r.kind, r.version, r.time, r.state, r.size(), r.data, r.scope)
 		if err != nil {
 			return 0, fmt.Errorf("insert record %q: %w", r.id, err)
 		}

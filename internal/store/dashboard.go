@@ -43,13 +43,18 @@ type ActivityFilter struct {
 	Status       string
 }
 
-func (f ActivityFilter) where() (string, []any) {
-	where, args := Filter{Kind: record.KindActivityLog, Since: f.Since, Until: f.Until}.where()
-	var conds []string
+// query renders f as a walk over activity_log records (activity.go): the
+// scope is matched on the scope column, the rest in SQL.
+func (f ActivityFilter) query() activityQuery {
+	conds, args := Filter{Kind: record.KindActivityLog, Since: f.Since, Until: f.Until}.conds()
+	conds = conds[1:] // the kind, which the walk says itself
+	q := activityQuery{}
 	if f.Scope != "" {
-		conds = append(conds, `(lower(coalesce(json_extract(data, '$.scope.id'), '')) = lower(?)
-			OR (lower(?) = 'tenant' AND json_extract(data, '$.scope.kind') = 'tenant'))`)
-		args = append(args, f.Scope, f.Scope)
+		q.scope = func(scope string) bool {
+			kind, id, _ := strings.Cut(scope, ":")
+			return strings.EqualFold(id, f.Scope) ||
+				(strings.EqualFold(f.Scope, record.ScopeTenant) && kind == record.ScopeTenant)
+		}
 	}
 	if f.Operation != "" {
 		conds = append(conds, `instr(lower(coalesce(json_extract(data, '$.operation_name'), '')), lower(?)) > 0`)
@@ -66,10 +71,8 @@ func (f ActivityFilter) where() (string, []any) {
 		conds = append(conds, `lower(coalesce(json_extract(data, '$.status'), '')) = lower(?)`)
 		args = append(args, f.Status)
 	}
-	if len(conds) > 0 {
-		where += " AND " + strings.Join(conds, " AND ")
-	}
-	return where, args
+	q.conds, q.args = conds, args
+	return q
 }
 
 // limitedWhere selects the gateway calls the gateway's limits refused, as
@@ -96,14 +99,43 @@ func limitedFilter(f Filter) (string, []any) {
 // next page (zero when there is none). f.Limit is ignored.
 func (s *Store) Page(ctx context.Context, f Filter, after Cursor, n int) ([]record.Record, Cursor, error) {
 	f.Limit = 0
+	if f.Kind == record.KindActivityLog {
+		conds, args := f.conds()
+		return s.activityPage(ctx, activityQuery{conds: conds[1:], args: args}, after, n)
+	}
 	where, args := f.where()
 	return s.page(ctx, where, args, after, n)
 }
 
 // ActivityPage is Page for activity_log records selected by f.
 func (s *Store) ActivityPage(ctx context.Context, f ActivityFilter, after Cursor, n int) ([]record.Record, Cursor, error) {
-	where, args := f.where()
-	return s.page(ctx, where, args, after, n)
+	return s.activityPage(ctx, f.query(), after, n)
+}
+
+// activityPage is page for a walk over activity_log records.
+func (s *Store) activityPage(ctx context.Context, q activityQuery, after Cursor, n int) ([]record.Record, Cursor, error) {
+	if n <= 0 {
+		n = 50
+	}
+	q.desc, q.limit = true, n+1
+	if !after.IsZero() {
+		q.after = &after
+	}
+	var out []record.Record
+	err := s.walkActivity(ctx, q, func(r record.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, Cursor{}, fmt.Errorf("query page: %w", err)
+	}
+	var next Cursor
+	if len(out) > n {
+		out = out[:n]
+		last := out[n-1]
+		next = Cursor{Time: last.Time, ID: last.ID}
+	}
+	return out, next, nil
 }
 
 // LimitedPage is Page for the gateway calls refused by a limit (see
@@ -179,7 +211,10 @@ func (s *Store) Record(ctx context.Context, id string) (record.Record, error) {
 	if err := s.showBegun(ctx); err != nil {
 		return record.Record{}, fmt.Errorf("query record: %w", err)
 	}
-	row := s.rdb.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM `+everyRecord+` WHERE id = ?`, id)
+	// Other kinds are found through records_id; an activity_log record
+	// only through the ids in records_kind_scope_time, all of them read.
+	row := s.rdb.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM `+everyRecord+` WHERE id = ? AND `+notActivity+`
+		UNION ALL SELECT `+recordColumns+` FROM records WHERE `+activityKind+` AND id = ? LIMIT 1`, id, id)
 	rec, err := scanRecord(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, fmt.Errorf("read record %q: %w", id, ErrNotFound)

@@ -42,6 +42,7 @@ type row struct {
 	version int
 	time    int64 // unix nanoseconds
 	state   any   // the payload's $.state as a string, or nil
+	scope   any   // activity_log: scopeOf(data); other kinds: nil
 	data    string
 }
 
@@ -64,11 +65,14 @@ func newRow(i int, rec record.Record) (row, error) {
 		// Payloads are objects (DESIGN.md §5); recovery sets $.state on them.
 		return row{}, invalid("data is not a JSON object")
 	}
-	var state any // only gateway records have one: other kinds are not searched for it
-	if rec.Kind == record.KindGatewayRequest {
+	var state, scope any // only gateway records have a state, only activity records a scope
+	switch rec.Kind {
+	case record.KindGatewayRequest:
 		if v := gjson.GetBytes(rec.Data, "state"); v.Type == gjson.String {
 			state = v.Str
 		}
+	case record.KindActivityLog:
+		scope = scopeOf(rec.Data)
 	}
 	return row{
 		id:      rec.ID,
@@ -76,8 +80,18 @@ func newRow(i int, rec record.Record) (row, error) {
 		version: rec.Version,
 		time:    rec.Time.UnixNano(),
 		state:   state,
+		scope:   scope,
 		data:    string(rec.Data),
 	}, nil
+}
+
+// scopeOf is the scope column of an activity_log record with payload data:
+// "<scope kind>:<scope id>", from record.ActivityLog's scope (scopeSQL
+// computes the same in SQL). An activity_log record is unique by scope,
+// time and id (migration 8).
+func scopeOf(data []byte) string {
+	v := gjson.GetManyBytes(data, "scope.kind", "scope.id")
+	return v[0].String() + ":" + v[1].String()
 }
 
 // newRows validates and copies recs, and sums their sizes. An invalid

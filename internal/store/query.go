@@ -42,6 +42,16 @@ type Filter struct {
 
 // where renders f as a SQL WHERE clause (with leading space) and its args.
 func (f Filter) where() (string, []any) {
+	conds, args := f.conds()
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+// conds renders f as SQL conditions, to be joined with AND, and their args.
+// For activity_log records the first is activityKind.
+func (f Filter) conds() ([]string, []any) {
 	var conds []string
 	var args []any
 	add := func(cond string, arg any) {
@@ -52,10 +62,14 @@ func (f Filter) where() (string, []any) {
 	case f.Kind == record.KindGatewayRequest,
 		f.Kind == "" && (f.Principal != "" || f.Deployment != "" || f.Operation != "" || f.Status != 0 || f.Text != ""):
 		// The payload fields are those of gateway calls; the literal lets
-		// SQLite use the partial indexes of migration 5.
-		conds = append(conds, gatewayKind)
+		// SQLite use the partial indexes of migration 5, and scope IS NULL
+		// the time order of records_kind_scope_time (migration 8).
+		conds = append(conds, gatewayKind, `scope IS NULL`)
+	case f.Kind == record.KindActivityLog:
+		conds = append(conds, activityKind)
 	case f.Kind != "":
 		add(`kind = ?`, string(f.Kind))
+		conds = append(conds, `scope IS NULL`)
 	}
 	if !f.Since.IsZero() {
 		add(`time >= ?`, f.Since.UnixNano())
@@ -83,10 +97,7 @@ func (f Filter) where() (string, []any) {
 			OR instr(lower(coalesce(json_extract(data, '$.response.text'), '')), lower(?)) > 0)`)
 		args = append(args, f.Text, f.Text)
 	}
-	if len(conds) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(conds, " AND "), args
+	return conds, args
 }
 
 // Records calls fn with every record matching f, pending ones included,
@@ -94,6 +105,21 @@ func (f Filter) where() (string, []any) {
 // and returns that error as is. fn may keep the records it is given. The
 // query holds a read transaction open until Records returns.
 func (s *Store) Records(ctx context.Context, f Filter, fn func(record.Record) error) error {
+	if f.Kind == record.KindActivityLog {
+		conds, args := f.conds()
+		var fnErr error
+		err := s.walkActivity(ctx, activityQuery{conds: conds[1:], args: args, limit: f.Limit}, func(r record.Record) error {
+			fnErr = fn(r)
+			return fnErr
+		})
+		switch {
+		case fnErr != nil:
+			return fnErr
+		case err != nil:
+			return fmt.Errorf("query records: %w", err)
+		}
+		return nil
+	}
 	if err := s.showBegun(ctx); err != nil {
 		return fmt.Errorf("query records: %w", err)
 	}

@@ -145,9 +145,15 @@ func rollupMigration() []string {
 		`CREATE INDEX records_pending ON records(kind, time) WHERE seq IS NULL`,
 		// Prune and drop_oldest delete released records; those already
 		// summed leave the sums with them. Pending records are never deleted.
-		`CREATE TRIGGER usage_hourly_delete AFTER DELETE ON records WHEN OLD.kind = ` + gw +
-			` AND OLD.seq <= (SELECT seq FROM usage_rollup) BEGIN ` + rollupUpsert("OLD", -1, "true") + ` END`,
+		rollupDeleteTrigger(),
 	}
+}
+
+// rollupDeleteTrigger takes the records that Prune and drop_oldest delete
+// out of usage_hourly, if it holds them.
+func rollupDeleteTrigger() string {
+	return `CREATE TRIGGER usage_hourly_delete AFTER DELETE ON records WHEN OLD.kind = 'gateway_request'` +
+		` AND OLD.seq <= (SELECT seq FROM usage_rollup) BEGIN ` + rollupUpsert("OLD", -1, "true") + ` END`
 }
 
 // rollupStep bounds the records one RollUp transaction sums, so that the

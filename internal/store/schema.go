@@ -122,7 +122,62 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE cursors ADD COLUMN retries INTEGER NOT NULL DEFAULT 0`,
 	},
+	// 8: activity_log records are keyed by scope, time and id, so that a
+	// collector's inserts land next to each other. The id primary key and
+	// the (kind, time) index put every event of a backfill at a random
+	// place in two B-trees (event ids are random, and each scope's events
+	// span the whole window), and each commit wrote about a page of each
+	// per event, twice with the checkpoint: half of a backfill's bytes
+	// (BENCHMARKS.md). A scope's events in time order are a run in
+	// (kind, scope, time, id).
+	//
+	// records is rebuilt because its id primary key cannot be dropped. The
+	// new table has a scope column: "<scope kind>:<scope id>" for
+	// activity_log records (scopeOf), NULL for the others. Other kinds keep
+	// a unique id through records_id, whose WHERE the id lookups say
+	// literally (idLookup); an activity_log record is unique by (scope,
+	// time, id) through records_kind_scope_time, which also serves every
+	// time-ordered query (gateway queries say scope IS NULL). The other
+	// indexes and the rollup's trigger are those of migrations 4 and 5.
+	{
+		`CREATE TABLE records_v8 (
+			id      TEXT NOT NULL,
+			seq     INTEGER UNIQUE,
+			kind    TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			time    INTEGER NOT NULL,
+			state   TEXT,
+			size    INTEGER NOT NULL,
+			data    TEXT NOT NULL,
+			scope   TEXT
+		)`,
+		`INSERT INTO records_v8 (rowid, id, seq, kind, version, time, state, size, data, scope)
+			SELECT rowid, id, seq, kind, version, time, state, size, data,
+				CASE WHEN kind = 'activity_log' THEN ` + scopeSQL + ` END
+			FROM records ORDER BY rowid`,
+		`DROP TABLE records`,
+		`ALTER TABLE records_v8 RENAME TO records`,
+		`CREATE UNIQUE INDEX records_id ON records(id) WHERE ` + notActivity,
+		`CREATE UNIQUE INDEX records_kind_scope_time ON records(kind, scope, time, id)`,
+		`CREATE INDEX records_principal_time ON records(` + principalSQL + `, time) WHERE ` + gatewayKind,
+		`CREATE INDEX records_deployment_time ON records(json_extract(data, '$.deployment'), time) WHERE ` + gatewayKind,
+		`CREATE INDEX records_status_time ON records(json_extract(data, '$.status'), time) WHERE ` + gatewayKind,
+		`CREATE INDEX records_throttled_time ON records(kind, state, time) WHERE ` + limitedWhere,
+		rollupDeleteTrigger(),
+		`ALTER TABLE started ADD COLUMN scope TEXT`,
+	},
 }
+
+// notActivity is the WHERE of records_id (migration 8): the kinds unique by
+// id alone. A lookup by id must say it literally for SQLite to use the index.
+const notActivity = `kind <> 'activity_log'`
+
+// activityKind selects activity_log records, literally, so that SQLite
+// knows which part of records_kind_scope_time a query reads.
+const activityKind = `kind = 'activity_log'`
+
+// scopeSQL is scopeOf in SQL, over an activity_log payload.
+const scopeSQL = `coalesce(json_extract(data, '$.scope.kind'), '') || ':' || coalesce(json_extract(data, '$.scope.id'), '')`
 
 // everyRecord reads the released records and the started ones as one table,
 // for the queries that include calls in flight. SQLite pushes a WHERE on
@@ -229,7 +284,7 @@ func recoverPending(ctx context.Context, db *sql.DB, begun []row) (c counts, las
 				length(CAST(json_set(data, '$.state', 'interrupted') AS BLOB)),
 				json_set(data, '$.state', 'interrupted')
 			FROM started WHERE id = ?
-			ON CONFLICT (id) DO NOTHING`
+			ON CONFLICT (id) WHERE ` + notActivity + ` DO NOTHING`
 		res, err := tx.ExecContext(ctx, q, lastSeq+1, id)
 		if err != nil {
 			return c, 0, 0, err

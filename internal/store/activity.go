@@ -1,0 +1,231 @@
+package store
+
+import (
+	"container/heap"
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/tapline/tapline/internal/record"
+)
+
+// activity.go reads activity_log records in time order. They have no index
+// by time alone: records_kind_scope_time orders them by scope first, then
+// time and id (migration 8), which keeps a collector's inserts local. A
+// listing across scopes therefore merges one ordered run per scope: each
+// run reads its scope's (time, id, rowid) keys a batch at a time, through
+// the index, and a record's row is read only when the merge takes it.
+
+// activityBatch is how many keys a scope's run reads at a time.
+const activityBatch = 256
+
+// activityQuery is one walk over activity_log records.
+type activityQuery struct {
+	conds []string // SQL conditions besides the kind and scope
+	args  []any    // their arguments
+	// scope, if set, keeps only the scopes it returns true for (the scope
+	// column's value, scopeOf).
+	scope func(string) bool
+	desc  bool    // newest first; else oldest first
+	after *Cursor // if set, start strictly after it in the walk's order
+	limit int     // at most this many records; 0: all
+}
+
+// walkActivity calls fn with the activity_log records q selects, in (time,
+// id) order, inside one read transaction. It stops at the first error fn
+// returns and returns that error as is.
+func (s *Store) walkActivity(ctx context.Context, q activityQuery, fn func(record.Record) error) (err error) {
+	if err := s.showBegun(ctx); err != nil {
+		return err
+	}
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// fn's error stays as it is: a failed rollback of a read matters
+		// only when nothing else went wrong.
+		if rbErr := tx.Rollback(); rbErr != nil && err == nil {
+			err = rbErr
+		}
+	}()
+	scopes, err := activityScopes(ctx, tx)
+	if err != nil {
+		return err
+	}
+	order, cmp := "time, id", ">"
+	if q.desc {
+		order, cmp = "time DESC, id DESC", "<"
+	}
+	cond := ""
+	if len(q.conds) > 0 {
+		cond = " AND " + strings.Join(q.conds, " AND ")
+	}
+	keys, err := tx.PrepareContext(ctx, `SELECT time, id, rowid FROM records
+		WHERE `+activityKind+` AND scope = ?`+cond+` AND (time, id) `+cmp+` (?, ?)
+		ORDER BY `+order+` LIMIT ?`)
+	if err != nil {
+		return err
+	}
+	defer keys.Close()
+	// The first batch of a walk from the start has no keyset: a bound
+	// that every key passes would do, but not in both directions.
+	first, err := tx.PrepareContext(ctx, `SELECT time, id, rowid FROM records
+		WHERE `+activityKind+` AND scope = ?`+cond+` ORDER BY `+order+` LIMIT ?`)
+	if err != nil {
+		return err
+	}
+	defer first.Close()
+	one, err := tx.PrepareContext(ctx, `SELECT `+recordColumns+` FROM records WHERE rowid = ?`)
+	if err != nil {
+		return err
+	}
+	defer one.Close()
+
+	batch := activityBatch
+	if q.limit > 0 {
+		batch = min(batch, q.limit)
+	}
+	h := &runHeap{desc: q.desc}
+	for _, sc := range scopes {
+		if q.scope != nil && !q.scope(sc) {
+			continue
+		}
+		r := &scopeRun{scope: sc}
+		if q.after != nil {
+			r.last = &activityKey{time: q.after.Time.UnixNano(), id: q.after.ID}
+		}
+		if err := r.fill(ctx, keys, first, q.args, batch); err != nil {
+			return err
+		}
+		if len(r.keys) > 0 {
+			h.runs = append(h.runs, r)
+		}
+	}
+	heap.Init(h)
+	for n := 0; h.Len() > 0 && (q.limit == 0 || n < q.limit); n++ {
+		r := h.runs[0]
+		k := r.keys[0]
+		r.keys = r.keys[1:]
+		rec, err := scanRecord(one.QueryRowContext(ctx, k.rowid))
+		if err != nil {
+			return fmt.Errorf("read record %q: %w", k.id, err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if len(r.keys) == 0 && !r.done {
+			if err := r.fill(ctx, keys, first, q.args, batch); err != nil {
+				return err
+			}
+		}
+		if len(r.keys) == 0 {
+			heap.Pop(h)
+		} else {
+			heap.Fix(h, 0)
+		}
+	}
+	return nil
+}
+
+// activityScopes lists the scopes of the stored activity_log records, in
+// order, with one index seek each (a loose index scan).
+func activityScopes(ctx context.Context, tx *sql.Tx) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `WITH RECURSIVE s(scope) AS (
+			SELECT min(scope) FROM records WHERE `+activityKind+`
+			UNION ALL
+			SELECT (SELECT min(scope) FROM records WHERE `+activityKind+` AND scope > s.scope)
+			FROM s WHERE s.scope IS NOT NULL)
+		SELECT scope FROM s WHERE scope IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("list activity scopes: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var sc string
+		if err := rows.Scan(&sc); err != nil {
+			return nil, fmt.Errorf("list activity scopes: %w", err)
+		}
+		out = append(out, sc)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list activity scopes: %w", err)
+	}
+	return out, nil
+}
+
+// activityKey is a record's place in records_kind_scope_time.
+type activityKey struct {
+	time  int64
+	id    string
+	rowid int64
+}
+
+// scopeRun is one scope's keys in the walk's order, read a batch at a time.
+type scopeRun struct {
+	scope string
+	keys  []activityKey // read, not yet taken
+	last  *activityKey  // the last key read (or the walk's start)
+	done  bool          // every key is read
+}
+
+// fill reads the run's next batch of keys.
+func (r *scopeRun) fill(ctx context.Context, keys, first *sql.Stmt, args []any, batch int) error {
+	var rows *sql.Rows
+	var err error
+	if r.last == nil {
+		rows, err = first.QueryContext(ctx, append(append([]any{r.scope}, args...), batch)...)
+	} else {
+		rows, err = keys.QueryContext(ctx, append(append([]any{r.scope}, args...), r.last.time, r.last.id, batch)...)
+	}
+	if err != nil {
+		return fmt.Errorf("read activity of scope %q: %w", r.scope, err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var k activityKey
+		if err := rows.Scan(&k.time, &k.id, &k.rowid); err != nil {
+			return fmt.Errorf("read activity of scope %q: %w", r.scope, err)
+		}
+		r.keys = append(r.keys, k)
+		n++
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read activity of scope %q: %w", r.scope, err)
+	}
+	if n > 0 {
+		last := r.keys[len(r.keys)-1]
+		r.last = &last
+	}
+	r.done = n < batch
+	return nil
+}
+
+// runHeap orders scope runs by their next key, in the walk's order.
+type runHeap struct {
+	runs []*scopeRun
+	desc bool
+}
+
+func (h *runHeap) Len() int { return len(h.runs) }
+
+func (h *runHeap) Less(i, j int) bool {
+	a, b := h.runs[i].keys[0], h.runs[j].keys[0]
+	if h.desc {
+		a, b = b, a
+	}
+	return a.time < b.time || (a.time == b.time && a.id < b.id)
+}
+
+func (h *runHeap) Swap(i, j int) { h.runs[i], h.runs[j] = h.runs[j], h.runs[i] }
+
+func (h *runHeap) Push(x any) { h.runs = append(h.runs, x.(*scopeRun)) }
+
+func (h *runHeap) Pop() any {
+	r := h.runs[len(h.runs)-1]
+	h.runs = h.runs[:len(h.runs)-1]
+	return r
+}
