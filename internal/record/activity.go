@@ -3,6 +3,7 @@ package record
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -62,21 +63,73 @@ func CollectionRunID(t time.Time) string {
 }
 
 // MarshalActivityLog encodes p with p.Event embedded byte for byte: the
-// other fields go through encoding/json, the event is appended as given.
-// p.Event must be one valid JSON value (the store validates records).
+// same bytes as encoding/json with HTML escaping off (as AppendJSON), and
+// the event appended as given. p.Event must be one valid JSON value (the
+// store validates records). It is written by hand because the collector
+// calls it once an event, where encoding/json's reflection was a tenth of
+// the collector's CPU.
 func MarshalActivityLog(p ActivityLog) ([]byte, error) {
-	ev := p.Event
-	p.Event = nil
-	head, err := json.Marshal(p)
-	if err != nil {
-		return nil, err
-	}
-	if len(ev) == 0 {
+	if len(p.Event) == 0 {
 		return nil, errors.New("activity log event is empty")
 	}
-	out := make([]byte, 0, len(head)+len(ev)+10)
-	out = append(out, head[:len(head)-1]...) // without the closing brace
+	out := make([]byte, 0, 512+len(p.Event))
+	out = append(out, `{"scope":{"kind":`...)
+	out = AppendString(out, p.Scope.Kind)
+	out = append(out, `,"id":`...)
+	out = AppendString(out, p.Scope.ID)
+	out = append(out, `},"event_data_id":`...)
+	out = AppendString(out, p.EventDataID)
+	out = appendNonEmpty(out, `,"correlation_id":`, p.CorrelationID)
+	out = appendNonEmpty(out, `,"operation_name":`, p.OperationName)
+	out = appendNonEmpty(out, `,"category":`, p.Category)
+	out = appendNonEmpty(out, `,"level":`, p.Level)
+	out = appendNonEmpty(out, `,"status":`, p.Status)
+	out = appendNonEmpty(out, `,"caller":`, p.Caller)
+	out = append(out, `,"identity":{`...)
+	mark := len(out)
+	for _, f := range [...]struct{ name, v string }{{`"oid":`, p.Identity.OID}, {`"appid":`, p.Identity.AppID}, {`"upn":`, p.Identity.UPN}} {
+		if f.v == "" {
+			continue
+		}
+		if len(out) > mark {
+			out = append(out, ',')
+		}
+		out = append(out, f.name...)
+		out = AppendString(out, f.v)
+	}
+	out = append(out, '}')
+	out = appendNonEmpty(out, `,"resource_id":`, p.ResourceID)
+	var err error
+	if out, err = appendTime(append(out, `,"event_timestamp":`...), p.EventTimestamp); err != nil {
+		return nil, err
+	}
+	if !p.SubmissionTimestamp.IsZero() {
+		if out, err = appendTime(append(out, `,"submission_timestamp":`...), p.SubmissionTimestamp); err != nil {
+			return nil, err
+		}
+	}
+	out = appendNonEmpty(out, `,"collection_run":`, p.CollectionRun)
 	out = append(out, `,"event":`...)
-	out = append(out, ev...)
+	out = append(out, p.Event...)
 	return append(out, '}'), nil
+}
+
+// appendNonEmpty appends name and v as a JSON member, unless v is empty
+// (omitempty).
+func appendNonEmpty(dst []byte, name, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	return AppendString(append(dst, name...), v)
+}
+
+// appendTime appends t as time.Time's MarshalJSON does, with its error for
+// a year outside 0..9999.
+func appendTime(dst []byte, t time.Time) ([]byte, error) {
+	if y := t.Year(); y < 0 || y > 9999 {
+		return nil, fmt.Errorf("encode time: year %d outside of range [0,9999]", y)
+	}
+	dst = append(dst, '"')
+	dst = t.AppendFormat(dst, time.RFC3339Nano)
+	return append(dst, '"'), nil
 }
