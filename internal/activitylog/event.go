@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -18,6 +19,13 @@ import (
 // EventDataCollection.
 var ErrMalformedPage = errors.New("malformed activity log page")
 
+// view is b as a string without a copy, for gjson, which parses strings
+// (its ParseBytes copies). The callers never write to b afterwards: a page's
+// body is read once, and its events are read-only slices of it.
+func view(b []byte) string {
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
 // decodePage parses an activity-log page, an EventDataCollection
 // (azure-contracts.md §2.3): value is required (SPEC), each event an
 // object. The page is validated once; each event is then sliced out of it
@@ -27,7 +35,7 @@ func decodePage(body []byte) (events []json.RawMessage, next string, err error) 
 	if !gjson.ValidBytes(body) {
 		return nil, "", fmt.Errorf("%w: not valid JSON", ErrMalformedPage)
 	}
-	page := gjson.ParseBytes(body)
+	page := gjson.Parse(view(body))
 	if !page.IsObject() {
 		return nil, "", fmt.Errorf("%w: not an object", ErrMalformedPage)
 	}
@@ -40,7 +48,9 @@ func decodePage(body []byte) (events []json.RawMessage, next string, err error) 
 			err = fmt.Errorf("%w: event %d is not an object", ErrMalformedPage, len(events))
 			return false
 		}
-		events = append(events, json.RawMessage(ev.Raw))
+		// The event's bytes in body, not a copy: ev.Raw is a piece of
+		// the view of body.
+		events = append(events, json.RawMessage(unsafe.Slice(unsafe.StringData(ev.Raw), len(ev.Raw))))
 		return true
 	})
 	if err != nil {
@@ -176,7 +186,7 @@ func liftFields(ev gjson.Result) eventFields {
 // newRecord is NewRecord for an event already known to be a valid JSON
 // object (decodePage checked the whole page): the event is read once.
 func newRecord(scope Scope, raw json.RawMessage, fallback time.Time, run string) (record.Record, error) {
-	f := liftFields(gjson.ParseBytes(raw))
+	f := liftFields(gjson.Parse(view(raw)))
 	evTime, errT := time.Parse(time.RFC3339Nano, f.EventTimestamp)
 	subTime, _ := time.Parse(time.RFC3339Nano, f.SubmissionTimestamp)
 	at := evTime

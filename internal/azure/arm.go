@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -164,7 +163,9 @@ func (c *ARM) Do(ctx context.Context, method, rawURL string, reqBody []byte) ([]
 		return nil, fmt.Errorf("%s %s: %w", strings.ToLower(method), u.Path, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxARMBody+1))
+	// The pipeline's body download policy has read the body already;
+	// Payload hands out those bytes without another copy.
+	body, err := runtime.Payload(resp)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", u.Path, err)
 	}
