@@ -260,7 +260,7 @@ func TestMigration8(t *testing.T) {
 	}
 	wantObjects := []string{"index records_deployment_time", "index records_id", "index records_kind_scope_time",
 		"index records_principal_time", "index records_status_time", "index records_throttled_time",
-		"index sqlite_autoindex_records_1", "table records", "trigger usage_hourly_delete"}
+		"table records", "trigger usage_hourly_delete"}
 	if diff := gocmp.Diff(wantObjects, objects); diff != "" {
 		t.Errorf("records' indexes and triggers (-want +got):\n%s", diff)
 	}

@@ -222,22 +222,23 @@ func TestPayloadIndexesArePartial(t *testing.T) {
 }
 
 // The records usage_hourly does not hold are found in started (calls in
-// flight) and through the seq index, never by scanning the period.
+// flight) and by seq (the rowid, migration 8), never by scanning the period.
 func TestUnrolledSourceUsesIndexes(t *testing.T) {
 	s := queryFixture(t)
 	src, args := gatewaySource(t0.Add(-30*24*time.Hour), t0.Add(time.Hour), true)
 	p := queryPlan(t, s, `SELECT count(*) FROM `+src, args...)
-	if !strings.Contains(p, "SCAN started") || !strings.Contains(p, "(seq>?)") || strings.Contains(p, "records_kind_time") {
+	if !strings.Contains(p, "SCAN started") || !strings.Contains(p, "USING INTEGER PRIMARY KEY (rowid>?)") ||
+		strings.Contains(p, "records_kind_scope_time") {
 		t.Errorf("plan of the records after the rollup:\n%s", p)
 	}
 }
 
-// RollUp finds its batch through the seq index: through the kind's index
-// or in rowid order it would read every record for every batch.
-func TestRollUpBatchUsesTheSeqIndex(t *testing.T) {
+// RollUp finds its batch by seq (the rowid): through the kind's index it
+// would read every record for every batch.
+func TestRollUpBatchUsesTheSeq(t *testing.T) {
 	s := queryFixture(t)
 	p := queryPlan(t, s, rollupBatchSQL, 0, 1000)
-	if !strings.Contains(p, "(seq>? AND seq<?)") || strings.Contains(p, "records_kind_time") {
+	if !strings.Contains(p, "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)") || strings.Contains(p, "records_kind_scope_time") {
 		t.Errorf("plan of a rollup batch:\n%s", p)
 	}
 }

@@ -194,7 +194,7 @@ func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
 // gatewaySource is what follows FROM to read the gateway records of
 // [since, until) (zero times: unbounded), every one or, when unrolled, only
 // those usage_hourly does not hold yet: the started ones (a small table),
-// and those after the rollup's seq, through the seq index
+// and those after the rollup's seq, by seq (the rowid)
 // (the unary + keeps SQLite from scanning the time range instead).
 func gatewaySource(since, until time.Time, unrolled bool) (string, []any) {
 	if !unrolled {

@@ -162,7 +162,7 @@ func rollupDeleteTrigger() string {
 const rollupStep = 1000
 
 // rollupBatchSQL reads the released gateway records with seq in (?1, ?2],
-// through the seq index (the unary + keeps SQLite off the kind's index,
+// by seq, the rowid (the unary + keeps SQLite off the kind's index,
 // which would read every record of the kind for each batch).
 const rollupBatchSQL = `SELECT time, data FROM records WHERE seq > ?1 AND seq <= ?2 AND +kind = 'gateway_request'`
 

@@ -131,7 +131,9 @@ var migrations = [][]string{
 	// (BENCHMARKS.md). A scope's events in time order are a run in
 	// (kind, scope, time, id).
 	//
-	// records is rebuilt because its id primary key cannot be dropped. The
+	// records is rebuilt because its id primary key cannot be dropped. Its
+	// seq becomes the rowid (every released record has one since migration
+	// 6), which saves the seq index: rows are stored in delivery order. The
 	// new table has a scope column: "<scope kind>:<scope id>" for
 	// activity_log records (scopeOf), NULL for the others. Other kinds keep
 	// a unique id through records_id, whose WHERE the id lookups say
@@ -142,7 +144,7 @@ var migrations = [][]string{
 	{
 		`CREATE TABLE records_v8 (
 			id      TEXT NOT NULL,
-			seq     INTEGER UNIQUE,
+			seq     INTEGER PRIMARY KEY,
 			kind    TEXT NOT NULL,
 			version INTEGER NOT NULL,
 			time    INTEGER NOT NULL,
@@ -151,10 +153,10 @@ var migrations = [][]string{
 			data    TEXT NOT NULL,
 			scope   TEXT
 		)`,
-		`INSERT INTO records_v8 (rowid, id, seq, kind, version, time, state, size, data, scope)
-			SELECT rowid, id, seq, kind, version, time, state, size, data,
+		`INSERT INTO records_v8 (id, seq, kind, version, time, state, size, data, scope)
+			SELECT id, seq, kind, version, time, state, size, data,
 				CASE WHEN kind = 'activity_log' THEN ` + scopeSQL + ` END
-			FROM records ORDER BY rowid`,
+			FROM records ORDER BY seq`,
 		`DROP TABLE records`,
 		`ALTER TABLE records_v8 RENAME TO records`,
 		`CREATE UNIQUE INDEX records_id ON records(id) WHERE ` + notActivity,
