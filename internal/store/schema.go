@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 )
 
 // migrations are the schema changes in order; PRAGMA user_version holds how
@@ -198,13 +199,18 @@ const gatewayKind = `kind = 'gateway_request'`
 
 // migrate applies the migrations the database has not seen, each in its own
 // transaction together with its user_version bump.
-func migrate(ctx context.Context, db *sql.DB) error {
+func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	var version int
 	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if version > len(migrations) {
 		return fmt.Errorf("schema version %d is newer than this build knows (%d)", version, len(migrations))
+	}
+	if version > 0 && version < len(migrations) {
+		// Migration 8 rewrites every record: minutes on a store of many GB.
+		log.Info("migrating the store's schema; a large store takes a while",
+			"from", version, "to", len(migrations))
 	}
 	for v := version; v < len(migrations); v++ {
 		if err := applyMigration(ctx, db, v); err != nil {

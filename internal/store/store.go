@@ -211,7 +211,7 @@ func (s *Store) open(ctx context.Context) error {
 	if s.wdb, err = openConn(s.cfg.Path, writeParams); err != nil {
 		return fmt.Errorf("open write connection: %w", err)
 	}
-	if err := migrate(ctx, s.wdb); err != nil {
+	if err := migrate(ctx, s.wdb, s.log); err != nil {
 		return err
 	}
 	begins, begun, segments, err := openBeginLog(s.cfg.Path, s.cfg.segmentBytes)
