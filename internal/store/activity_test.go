@@ -239,6 +239,15 @@ func TestMigration8(t *testing.T) {
 	if diff := gocmp.Diff(wantScopes, scopes); diff != "" {
 		t.Errorf("scope column (-want +got):\n%s", diff)
 	}
+	var dep string
+	var status int
+	if err := s.rdb.QueryRowContext(t.Context(), `SELECT deployment, status FROM records WHERE id = 'g1'`).Scan(&dep, &status); err != nil ||
+		dep != "gpt-4o" || status != 200 {
+		t.Errorf("g1's deployment and status columns = %q, %d, %v; want gpt-4o, 200", dep, status, err)
+	}
+	if got := allRecords(t, s, Filter{Kind: record.KindGatewayRequest, Deployment: "gpt-4o", Status: 200}); len(got) != 1 || got[0].ID != "g1" {
+		t.Errorf("Filter on the migrated columns found %v, want g1", ids(got))
+	}
 	// The keys: the events and the call again add nothing.
 	if n := mustAppend(t, s, append(old, gw)...); n != 0 {
 		t.Errorf("re-appending the migrated records added %d", n)
@@ -263,5 +272,36 @@ func TestMigration8(t *testing.T) {
 		"table records", "trigger usage_hourly_delete"}
 	if diff := gocmp.Diff(wantObjects, objects); diff != "" {
 		t.Errorf("records' indexes and triggers (-want +got):\n%s", diff)
+	}
+}
+
+// TestGatewayColumnsMatchSQL: the writer fills a gateway call's principal,
+// deployment and status columns in Go; the filters compare them with what
+// migration 8 computed in SQL for the records before it, so both must agree.
+func TestGatewayColumnsMatchSQL(t *testing.T) {
+	s := openStore(t, Config{})
+	for _, data := range []string{
+		`{"principal":{"kind":"key","key_name":"bot","upn":"shadow"},"deployment":"gpt-4o","status":200}`,
+		`{"principal":{"upn":"bob@contoso.com","oid":"o"},"status":429,"deployment":"a\"b"}`,
+		`{"principal":{"oid":"o-1"},"status":200.5}`,
+		`{"principal":{"key_name":""},"deployment":5,"status":true}`,
+		`{"principal":{},"deployment":null,"status":{"a":[1,2]}}`,
+		`{"status":500,"status":200,"deployment":"first","deployment":"second"}`,
+		`{"state":"denied"}`,
+	} {
+		var want [3]any
+		if err := s.rdb.QueryRowContext(t.Context(), `SELECT `+principalSQL+`, json_extract(data, '$.deployment'),
+			json_extract(data, '$.status') FROM (SELECT ? AS data)`, data).Scan(&want[0], &want[1], &want[2]); err != nil {
+			t.Fatal(err)
+		}
+		_, p, d, st := gatewayColumns([]byte(data))
+		// Through the driver, as the values are stored.
+		var got [3]any
+		if err := s.rdb.QueryRowContext(t.Context(), `SELECT ?, ?, ?`, p, d, st).Scan(&got[0], &got[1], &got[2]); err != nil {
+			t.Fatal(err)
+		}
+		if diff := gocmp.Diff(want, got); diff != "" {
+			t.Errorf("%s: columns (-SQL +Go):\n%s", data, diff)
+		}
 	}
 }

@@ -38,13 +38,13 @@ var stmtSQL = [numStmts]string{
 	// ON CONFLICT on the two keys (migration 8), not OR IGNORE: a record
 	// already stored is skipped, but any other conflict (a seq taken by a
 	// second writer process) is an error, never a silently lost record.
-	sInsert: `INSERT INTO records (id, seq, kind, version, time, state, size, data, scope)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	sInsert: `INSERT INTO records (id, seq, kind, version, time, state, size, data, scope, principal, deployment, status)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) WHERE ` + notActivity + ` DO NOTHING
 		ON CONFLICT (kind, scope, time, id) DO NOTHING`,
 	sKnown: `SELECT 1 FROM records WHERE id = ? AND ` + notActivity,
-	sStart: `INSERT INTO started (id, seq, kind, version, time, state, size, data)
-		VALUES (?, NULL, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+	sStart: `INSERT INTO started (id, seq, kind, version, time, state, size, data, principal, deployment, status)
+		VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
 	sTake:     `DELETE FROM started WHERE id = ? RETURNING size`,
 	sOldest:   `SELECT seq, size FROM records WHERE seq <= ? ORDER BY seq LIMIT 512`,
 	sDeleteTo: `DELETE FROM records WHERE seq <= ?`,
@@ -113,7 +113,8 @@ func (w *writer) appendRows(ctx context.Context, t *txn, rows []row) (int, error
 	floor := w.seq
 	var added, delta int64
 	for _, r := range rows {
-		res, err := t.exec(ctx, sInsert, r.id, w.seq+1, r.kind, r.version, r.time, r.state, r.size(), r.data, r.scope)
+		res, err := t.exec(ctx, sInsert, r.id, w.seq+1, r.kind, r.version, r.time, r.state, r.size(), r.data, r.scope,
+			r.principal, r.deployment, r.status)
 		if err != nil {
 			return 0, fmt.Errorf("insert record %q: %w", r.id, err)
 		}
@@ -152,7 +153,8 @@ func (w *writer) start(ctx context.Context, t *txn, r row) (bool, error) {
 	case !errors.Is(err, sql.ErrNoRows):
 		return false, fmt.Errorf("look up record %q: %w", r.id, err)
 	}
-	res, err := t.exec(ctx, sStart, r.id, r.kind, r.version, r.time, r.state, r.size(), r.data)
+	res, err := t.exec(ctx, sStart, r.id, r.kind, r.version, r.time, r.state, r.size(), r.data,
+		r.principal, r.deployment, r.status)
 	if err != nil {
 		return false, fmt.Errorf("insert record %q: %w", r.id, err)
 	}

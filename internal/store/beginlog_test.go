@@ -35,7 +35,8 @@ func segmentFiles(t *testing.T, path string) []string {
 
 func TestFrameRoundTrip(t *testing.T) {
 	for _, r := range []row{
-		{id: "a", kind: "gateway_request", version: 1, time: 1_700_000_000_123_456_789, state: "started", data: `{"state":"started"}`},
+		{id: "a", kind: "gateway_request", version: 1, time: 1_700_000_000_123_456_789, state: "started", principal: "",
+			data: `{"state":"started"}`}, // principal as newRow reads it
 		{id: "zoë-🚀", kind: "activity_log", version: 7, time: -5, data: `{"x":"` + strings.Repeat("y", 70_000) + `"}`},
 		{id: "empty-state", kind: "k", state: "", data: `{}`},
 	} {

@@ -216,8 +216,8 @@ func TestPayloadIndexesArePartial(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if seen < 4 {
-		t.Errorf("found %d payload indexes, want the 4 of migrations 4 and 5", seen)
+	if seen != 1 {
+		t.Errorf("found %d payload indexes, want records_throttled_time alone (migration 8 made columns of the others)", seen)
 	}
 }
 

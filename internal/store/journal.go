@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/tapline/tapline/internal/record"
@@ -43,7 +44,9 @@ type row struct {
 	time    int64 // unix nanoseconds
 	state   any   // the payload's $.state as a string, or nil
 	scope   any   // activity_log: scopeOf(data); other kinds: nil
-	data    string
+	// gateway_request: the columns gatewayColumns reads; other kinds: nil.
+	principal, deployment, status any
+	data                          string
 }
 
 func (r row) size() int64 { return int64(len(r.data)) }
@@ -65,24 +68,95 @@ func newRow(i int, rec record.Record) (row, error) {
 		// Payloads are objects (DESIGN.md §5); recovery sets $.state on them.
 		return row{}, invalid("data is not a JSON object")
 	}
-	var state, scope any // only gateway records have a state, only activity records a scope
-	switch rec.Kind {
-	case record.KindGatewayRequest:
-		if v := gjson.GetBytes(rec.Data, "state"); v.Type == gjson.String {
-			state = v.Str
-		}
-	case record.KindActivityLog:
-		scope = scopeOf(rec.Data)
-	}
-	return row{
+	r := row{
 		id:      rec.ID,
 		kind:    string(rec.Kind),
 		version: rec.Version,
 		time:    rec.Time.UnixNano(),
-		state:   state,
-		scope:   scope,
 		data:    string(rec.Data),
-	}, nil
+	}
+	// Only gateway records have a state and the columns the dashboard
+	// filters on, only activity records a scope.
+	switch rec.Kind {
+	case record.KindGatewayRequest:
+		r.state, r.principal, r.deployment, r.status = gatewayColumns(rec.Data)
+	case record.KindActivityLog:
+		r.scope = scopeOf(rec.Data)
+	}
+	return r, nil
+}
+
+// gatewayColumns reads, in one pass over a gateway_request payload's
+// members, what its row holds besides the payload (migration 8): $.state
+// when a string, the principal's id (record.Principal.ID, as principalSQL
+// computes it), $.deployment and $.status, as json_extract gives them (nil
+// where missing). The first of a repeated member counts, as for
+// json_extract.
+func gatewayColumns(data []byte) (state, principal, deployment, status any) {
+	principal = ""
+	var seen uint8
+	first := func(bit uint8) bool {
+		ok := seen&bit == 0
+		seen |= bit
+		return ok
+	}
+	gjson.ParseBytes(data).ForEach(func(k, v gjson.Result) bool {
+		switch k.Str {
+		case "state":
+			if first(1) && v.Type == gjson.String {
+				state = v.Str
+			}
+		case "principal":
+			if first(2) {
+				principal = principalID(v)
+			}
+		case "deployment":
+			if first(4) {
+				deployment = sqlValue(v)
+			}
+		case "status":
+			if first(8) {
+				status = sqlValue(v)
+			}
+		}
+		return true
+	})
+	return state, principal, deployment, status
+}
+
+// principalID is record.Principal.ID of a payload's principal object: the
+// key name as "key:" and the name, else the UPN, else the object id.
+func principalID(p gjson.Result) string {
+	v := p.Get("key_name")
+	if s := v.String(); s != "" {
+		return "key:" + s
+	}
+	if s := p.Get("upn").String(); s != "" {
+		return s
+	}
+	return p.Get("oid").String()
+}
+
+// sqlValue is v as json_extract returns it: a string's text, a number's
+// value, true and false as 1 and 0, nil for null or a missing member, and
+// an object's or array's JSON.
+func sqlValue(v gjson.Result) any {
+	switch v.Type {
+	case gjson.String:
+		return v.Str
+	case gjson.Number:
+		if n, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
+			return n
+		}
+		return v.Num
+	case gjson.True:
+		return int64(1)
+	case gjson.False:
+		return int64(0)
+	case gjson.JSON:
+		return v.Raw
+	}
+	return nil
 }
 
 // scopeOf is the scope column of an activity_log record with payload data:

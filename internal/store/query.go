@@ -78,16 +78,16 @@ func (f Filter) conds() ([]string, []any) {
 		add(`time < ?`, f.Until.UnixNano())
 	}
 	if f.Principal != "" {
-		add(principalSQL+` = ?`, f.Principal)
+		add(`principal = ?`, f.Principal)
 	}
 	if f.Deployment != "" {
-		add(`json_extract(data, '$.deployment') = ?`, f.Deployment)
+		add(`deployment = ?`, f.Deployment)
 	}
 	if f.Operation != "" {
 		add(`json_extract(data, '$.operation') = ?`, f.Operation)
 	}
 	if f.Status != 0 {
-		add(`json_extract(data, '$.status') = ?`, f.Status)
+		add(`status = ?`, f.Status)
 	}
 	if f.State != "" {
 		add(`state = ?`, f.State)
