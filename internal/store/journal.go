@@ -119,7 +119,7 @@ func gatewayColumns(data []byte) (state, principal, deployment, status any) {
 				status = sqlValue(v)
 			}
 		}
-		return true
+		return seen != 15 // the captured content comes after all four
 	})
 	return state, principal, deployment, status
 }
