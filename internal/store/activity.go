@@ -14,11 +14,12 @@ import (
 // by time alone: records_kind_scope_time orders them by scope first, then
 // time and id (migration 8), which keeps a collector's inserts local. A
 // listing across scopes therefore merges one ordered run per scope: each
-// run reads its scope's (time, id, rowid) keys a batch at a time, through
-// the index, and a record's row is read only when the merge takes it.
+// run reads its scope's records a batch at a time, in the index's order.
 
-// activityBatch is how many keys a scope's run reads at a time.
-const activityBatch = 256
+// activityBuffered bounds the records the runs of one walk hold at once:
+// a run's batch is this divided among the scopes (at least 4, at most
+// 256), about 40 MB of 4 KB events.
+const activityBuffered = 8192
 
 // activityQuery is one walk over activity_log records.
 type activityQuery struct {
@@ -62,28 +63,23 @@ func (s *Store) walkActivity(ctx context.Context, q activityQuery, fn func(recor
 	if len(q.conds) > 0 {
 		cond = " AND " + strings.Join(q.conds, " AND ")
 	}
-	keys, err := tx.PrepareContext(ctx, `SELECT time, id, rowid FROM records
+	more, err := tx.PrepareContext(ctx, `SELECT `+recordColumns+` FROM records
 		WHERE `+activityKind+` AND scope = ?`+cond+` AND (time, id) `+cmp+` (?, ?)
 		ORDER BY `+order+` LIMIT ?`)
 	if err != nil {
 		return err
 	}
-	defer keys.Close()
+	defer more.Close()
 	// The first batch of a walk from the start has no keyset: a bound
 	// that every key passes would do, but not in both directions.
-	first, err := tx.PrepareContext(ctx, `SELECT time, id, rowid FROM records
+	first, err := tx.PrepareContext(ctx, `SELECT `+recordColumns+` FROM records
 		WHERE `+activityKind+` AND scope = ?`+cond+` ORDER BY `+order+` LIMIT ?`)
 	if err != nil {
 		return err
 	}
 	defer first.Close()
-	one, err := tx.PrepareContext(ctx, `SELECT `+recordColumns+` FROM records WHERE rowid = ?`)
-	if err != nil {
-		return err
-	}
-	defer one.Close()
 
-	batch := activityBatch
+	batch := min(256, max(4, activityBuffered/max(1, len(scopes))))
 	if q.limit > 0 {
 		batch = min(batch, q.limit)
 	}
@@ -94,33 +90,30 @@ func (s *Store) walkActivity(ctx context.Context, q activityQuery, fn func(recor
 		}
 		r := &scopeRun{scope: sc}
 		if q.after != nil {
-			r.last = &activityKey{time: q.after.Time.UnixNano(), id: q.after.ID}
+			r.last = &Cursor{Time: q.after.Time, ID: q.after.ID}
 		}
-		if err := r.fill(ctx, keys, first, q.args, batch); err != nil {
+		if err := r.fill(ctx, more, first, q.args, batch); err != nil {
 			return err
 		}
-		if len(r.keys) > 0 {
+		if len(r.recs) > 0 {
 			h.runs = append(h.runs, r)
 		}
 	}
 	heap.Init(h)
 	for n := 0; h.Len() > 0 && (q.limit == 0 || n < q.limit); n++ {
 		r := h.runs[0]
-		k := r.keys[0]
-		r.keys = r.keys[1:]
-		rec, err := scanRecord(one.QueryRowContext(ctx, k.rowid))
-		if err != nil {
-			return fmt.Errorf("read record %q: %w", k.id, err)
-		}
+		rec := r.recs[0]
+		r.recs[0] = record.Record{} // the caller may keep rec; the run does not
+		r.recs = r.recs[1:]
 		if err := fn(rec); err != nil {
 			return err
 		}
-		if len(r.keys) == 0 && !r.done {
-			if err := r.fill(ctx, keys, first, q.args, batch); err != nil {
+		if len(r.recs) == 0 && !r.done {
+			if err := r.fill(ctx, more, first, q.args, batch); err != nil {
 				return err
 			}
 		}
-		if len(r.keys) == 0 {
+		if len(r.recs) == 0 {
 			heap.Pop(h)
 		} else {
 			heap.Fix(h, 0)
@@ -156,29 +149,23 @@ func activityScopes(ctx context.Context, tx *sql.Tx) ([]string, error) {
 	return out, nil
 }
 
-// activityKey is a record's place in records_kind_scope_time.
-type activityKey struct {
-	time  int64
-	id    string
-	rowid int64
-}
-
-// scopeRun is one scope's keys in the walk's order, read a batch at a time.
+// scopeRun is one scope's records in the walk's order, read a batch at a
+// time.
 type scopeRun struct {
 	scope string
-	keys  []activityKey // read, not yet taken
-	last  *activityKey  // the last key read (or the walk's start)
-	done  bool          // every key is read
+	recs  []record.Record // read, not yet taken
+	last  *Cursor         // the last record read (or the walk's start)
+	done  bool            // every record is read
 }
 
-// fill reads the run's next batch of keys.
-func (r *scopeRun) fill(ctx context.Context, keys, first *sql.Stmt, args []any, batch int) error {
+// fill reads the run's next batch of records: first from the start, more after r.last.
+func (r *scopeRun) fill(ctx context.Context, more, first *sql.Stmt, args []any, batch int) error {
 	var rows *sql.Rows
 	var err error
 	if r.last == nil {
 		rows, err = first.QueryContext(ctx, append(append([]any{r.scope}, args...), batch)...)
 	} else {
-		rows, err = keys.QueryContext(ctx, append(append([]any{r.scope}, args...), r.last.time, r.last.id, batch)...)
+		rows, err = more.QueryContext(ctx, append(append([]any{r.scope}, args...), r.last.Time.UnixNano(), r.last.ID, batch)...)
 	}
 	if err != nil {
 		return fmt.Errorf("read activity of scope %q: %w", r.scope, err)
@@ -186,19 +173,19 @@ func (r *scopeRun) fill(ctx context.Context, keys, first *sql.Stmt, args []any, 
 	defer rows.Close()
 	n := 0
 	for rows.Next() {
-		var k activityKey
-		if err := rows.Scan(&k.time, &k.id, &k.rowid); err != nil {
+		rec, err := scanRecord(rows)
+		if err != nil {
 			return fmt.Errorf("read activity of scope %q: %w", r.scope, err)
 		}
-		r.keys = append(r.keys, k)
+		r.recs = append(r.recs, rec)
 		n++
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read activity of scope %q: %w", r.scope, err)
 	}
 	if n > 0 {
-		last := r.keys[len(r.keys)-1]
-		r.last = &last
+		last := r.recs[len(r.recs)-1]
+		r.last = &Cursor{Time: last.Time, ID: last.ID}
 	}
 	r.done = n < batch
 	return nil
@@ -213,11 +200,11 @@ type runHeap struct {
 func (h *runHeap) Len() int { return len(h.runs) }
 
 func (h *runHeap) Less(i, j int) bool {
-	a, b := h.runs[i].keys[0], h.runs[j].keys[0]
+	a, b := h.runs[i].recs[0], h.runs[j].recs[0]
 	if h.desc {
 		a, b = b, a
 	}
-	return a.time < b.time || (a.time == b.time && a.id < b.id)
+	return a.Time.Before(b.Time) || (a.Time.Equal(b.Time) && a.ID < b.ID)
 }
 
 func (h *runHeap) Swap(i, j int) { h.runs[i], h.runs[j] = h.runs[j], h.runs[i] }
