@@ -146,6 +146,7 @@ func (w *writer) begin(ctx context.Context, t *txn, r row) error {
 // start inserts r into started, unless its id is stored already, and
 // counts it, but leaves its bytes (and the bound) to its caller.
 func (w *writer) start(ctx context.Context, t *txn, r row) (bool, error) {
+	r = r.withColumns()
 	var one int
 	switch err := t.stmt(ctx, sKnown).QueryRowContext(ctx, r.id).Scan(&one); {
 	case err == nil:

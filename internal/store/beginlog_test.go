@@ -206,6 +206,23 @@ func TestBeginLogMaterialized(t *testing.T) {
 	}
 }
 
+// TestBegunFoundByColumns: a call in flight, once shown from the begin log,
+// is found by the columns the dashboard filters on, which Begin leaves for
+// the started table's insert to fill.
+func TestBegunFoundByColumns(t *testing.T) {
+	s := openStore(t, testConfig(t))
+	g := gwRec(t, "in-flight", t0, record.GatewayRequest{State: record.StateStarted, Deployment: "gpt-4o",
+		Principal: record.Principal{Kind: record.PrincipalKey, KeyName: "bot"}})
+	if err := s.Begin(t.Context(), g); err != nil {
+		t.Fatal(err)
+	}
+	f := Filter{Kind: record.KindGatewayRequest, Principal: "key:bot", Deployment: "gpt-4o", State: record.StateStarted}
+	recs, _, err := s.Page(t.Context(), f, Cursor{}, 10)
+	if err != nil || len(recs) != 1 || recs[0].ID != "in-flight" {
+		t.Errorf("Page(%+v) = %v, %v; want the call in flight", f, ids(recs), err)
+	}
+}
+
 // TestBeginLogSecondWriter opens a second writer on a database whose begin
 // log the first holds: it must neither recover the first's calls in flight
 // nor remove its segments.

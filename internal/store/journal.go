@@ -53,6 +53,13 @@ func (r row) size() int64 { return int64(len(r.data)) }
 
 // newRow validates rec and copies it into a row.
 func newRow(i int, rec record.Record) (row, error) {
+	return newRowColumns(i, rec, true)
+}
+
+// newRowColumns is newRow; without columns, a gateway_request row has its
+// state but not the columns only the database's tables need, which a row
+// that goes to the begin log rarely reaches (withColumns fills them).
+func newRowColumns(i int, rec record.Record, columns bool) (row, error) {
 	invalid := func(reason string) error { return &InvalidError{Index: i, ID: rec.ID, Reason: reason} }
 	switch {
 	case rec.ID == "":
@@ -79,11 +86,25 @@ func newRow(i int, rec record.Record) (row, error) {
 	// filters on, only activity records a scope.
 	switch rec.Kind {
 	case record.KindGatewayRequest:
+		if !columns {
+			if v := gjson.GetBytes(rec.Data, "state"); v.Type == gjson.String {
+				r.state = v.Str
+			}
+			break
+		}
 		r.state, r.principal, r.deployment, r.status = gatewayColumns(rec.Data)
 	case record.KindActivityLog:
 		r.scope = scopeOf(rec.Data)
 	}
 	return r, nil
+}
+
+// withColumns returns r with the columns newRowColumns left out.
+func (r row) withColumns() row {
+	if r.kind == string(record.KindGatewayRequest) && r.principal == nil {
+		r.state, r.principal, r.deployment, r.status = gatewayColumns([]byte(r.data))
+	}
+	return r
 }
 
 // gatewayColumns reads, in one pass over a gateway_request payload's
@@ -214,7 +235,8 @@ func (s *Store) Append(ctx context.Context, recs []record.Record) (int, error) {
 // While the store is not near MaxBytes, Begin commits rec to the begin log
 // on the caller's goroutine (beginlog.go) and does not wait for the writer.
 func (s *Store) Begin(ctx context.Context, rec record.Record) error {
-	r, err := newRow(0, rec)
+	// The columns are filled if the row reaches the started table (start).
+	r, err := newRowColumns(0, rec, false)
 	if err != nil {
 		return fmt.Errorf("begin record: %w", err)
 	}
