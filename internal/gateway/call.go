@@ -113,11 +113,9 @@ func (c *call) marshal(state string) record.Record {
 	c.rec.State = state
 	buf := getBuffer()
 	c.bufs = append(c.bufs, buf)
-	if err := json.NewEncoder(buf).Encode(&c.rec); err != nil { // plain data: a programming error
-		panic(fmt.Sprintf("marshal gateway record: %v", err))
-	}
+	buf.Write(record.AppendGatewayRequest(buf.AvailableBuffer(), &c.rec))
 	return record.Record{ID: c.id, Kind: record.KindGatewayRequest, Version: record.GatewayRequestVersion,
-		Time: c.start.UTC(), Data: bytes.TrimSuffix(buf.Bytes(), []byte("\n"))}
+		Time: c.start.UTC(), Data: buf.Bytes()}
 }
 
 // end completes the record of a call and queues it for the store's next
