@@ -59,19 +59,13 @@ func TestCollectionRun(t *testing.T) {
 	}
 }
 
-// marshalActivityStd is MarshalActivityLog by encoding/json, HTML escaping
-// off, with the event spliced in as given.
+// marshalActivityStd is MarshalActivityLog by encoding/json, HTML
+// escaping off, with the event spliced in as given.
 func marshalActivityStd(t testing.TB, p ActivityLog) []byte {
 	t.Helper()
 	ev := p.Event
 	p.Event = nil
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(p); err != nil {
-		t.Fatal(err)
-	}
-	head := bytes.TrimSuffix(b.Bytes(), []byte("}\n"))
+	head := bytes.TrimSuffix(marshalStd(t, p), []byte("}"))
 	return append(append(append(head, `,"event":`...), ev...), '}')
 }
 

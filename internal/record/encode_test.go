@@ -9,12 +9,13 @@ import (
 	"time"
 )
 
-// marshalStd is the reference: encoding/json with HTML escaping off.
-func marshalStd(t testing.TB, r Record) []byte {
+// marshalStd is the reference: v by encoding/json with HTML escaping off.
+func marshalStd(t testing.TB, v any) []byte {
+	t.Helper()
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(v); err != nil {
 		t.Fatal(err)
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
@@ -77,18 +78,6 @@ func BenchmarkAppendJSON(b *testing.B) {
 	})
 }
 
-// marshalGatewayStd is g by encoding/json, HTML escaping off.
-func marshalGatewayStd(t testing.TB, g *GatewayRequest) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(g); err != nil {
-		t.Fatal(err)
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-}
-
 func TestAppendGatewayRequestMatchesEncodingJSON(t *testing.T) {
 	at := time.Date(2026, 11, 22, 21, 0, 0, 123456789, time.UTC)
 	ttft := 12.5
@@ -126,7 +115,7 @@ func TestAppendGatewayRequestMatchesEncodingJSON(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := AppendGatewayRequest([]byte("prefix"), &tt.g)
-			want := append([]byte("prefix"), marshalGatewayStd(t, &tt.g)...)
+			want := append([]byte("prefix"), marshalStd(t, &tt.g)...)
 			if !bytes.Equal(got, want) {
 				t.Errorf("AppendGatewayRequest:\n got %s\nwant %s", got, want)
 			}
@@ -152,7 +141,7 @@ func FuzzAppendGatewayRequest(f *testing.F) {
 			g.Tried = []Attempt{{Backend: code, Status: int(n % 600), Error: text}}
 		}
 		got := AppendGatewayRequest(nil, &g)
-		if want := marshalGatewayStd(t, &g); !bytes.Equal(got, want) {
+		if want := marshalStd(t, &g); !bytes.Equal(got, want) {
 			t.Errorf("AppendGatewayRequest:\n got %s\nwant %s", got, want)
 		}
 	})

@@ -125,26 +125,34 @@ func (s *Store) walkActivity(ctx context.Context, q activityQuery, fn func(recor
 // activityScopes lists the scopes of the stored activity_log records, in
 // order, with one index seek each (a loose index scan).
 func activityScopes(ctx context.Context, tx *sql.Tx) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `WITH RECURSIVE s(scope) AS (
+	return queryStrings(ctx, tx, "list activity scopes", `WITH RECURSIVE s(scope) AS (
 			SELECT min(scope) FROM records WHERE `+activityKind+`
 			UNION ALL
 			SELECT (SELECT min(scope) FROM records WHERE `+activityKind+` AND scope > s.scope)
 			FROM s WHERE s.scope IS NOT NULL)
 		SELECT scope FROM s WHERE scope IS NOT NULL`)
+}
+
+// queryStrings runs q, whose rows are one text column, and returns them in
+// order; what says what it does in its errors.
+func queryStrings(ctx context.Context, db interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, what, q string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list activity scopes: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	defer rows.Close()
 	var out []string
 	for rows.Next() {
-		var sc string
-		if err := rows.Scan(&sc); err != nil {
-			return nil, fmt.Errorf("list activity scopes: %w", err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
-		out = append(out, sc)
+		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list activity scopes: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }

@@ -129,12 +129,7 @@ func (s *Store) activityPage(ctx context.Context, q activityQuery, after Cursor,
 	if err != nil {
 		return nil, Cursor{}, fmt.Errorf("query page: %w", err)
 	}
-	var next Cursor
-	if len(out) > n {
-		out = out[:n]
-		last := out[n-1]
-		next = Cursor{Time: last.Time, ID: last.ID}
-	}
+	out, next := cutPage(out, n)
 	return out, next, nil
 }
 
@@ -180,13 +175,19 @@ func (s *Store) page(ctx context.Context, where string, args []any, after Cursor
 	if err := rows.Err(); err != nil {
 		return nil, Cursor{}, fmt.Errorf("query page: %w", err)
 	}
-	var next Cursor
-	if len(out) > n {
-		out = out[:n]
-		last := out[n-1]
-		next = Cursor{Time: last.Time, ID: last.ID}
-	}
+	out, next := cutPage(out, n)
 	return out, next, nil
+}
+
+// cutPage returns the page in out, read with one record more than its n,
+// and the cursor of the page after it (zero when out holds no more).
+func cutPage(out []record.Record, n int) ([]record.Record, Cursor) {
+	if len(out) <= n {
+		return out, Cursor{}
+	}
+	out = out[:n]
+	last := out[n-1]
+	return out, Cursor{Time: last.Time, ID: last.ID}
 }
 
 // recordColumns are the columns scanRecord reads, in its order.

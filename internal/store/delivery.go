@@ -185,21 +185,5 @@ func clip(s string) string {
 // KnownSinks returns the names of the sinks the store has a cursor or dead
 // letters for, sorted.
 func (s *Store) KnownSinks(ctx context.Context) ([]string, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT sink FROM cursors UNION SELECT sink FROM dead_letters ORDER BY 1`)
-	if err != nil {
-		return nil, fmt.Errorf("list sinks: %w", err)
-	}
-	defer rows.Close()
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("list sinks: %w", err)
-		}
-		names = append(names, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list sinks: %w", err)
-	}
-	return names, nil
+	return queryStrings(ctx, s.rdb, "list sinks", `SELECT sink FROM cursors UNION SELECT sink FROM dead_letters ORDER BY 1`)
 }
