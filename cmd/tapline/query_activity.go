@@ -48,7 +48,8 @@ func newQueryActivity(e *env) *cobra.Command {
   tapline query activity --config tapline.yaml --scope mg-corp --caller alice@contoso.com --format json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f := store.Filter{Kind: record.KindActivityLog}
+			// The store reads the one scope's records; match checks it again.
+			f := store.Filter{Kind: record.KindActivityLog, Scope: af.scope}
 			return q.withStore(cmd.Context(), e, &f, func(st *store.Store) error {
 				return writeActivity(cmd.Context(), e.stdout, q.format, st, f, af, limit)
 			})

@@ -122,6 +122,18 @@ func (s *Store) walkActivity(ctx context.Context, q activityQuery, fn func(recor
 	return nil
 }
 
+// scopeMatch is activityQuery.scope for a scope id (ASCII case ignored) or
+// "tenant", as ActivityFilter and Filter name one; nil for "" (every scope).
+func scopeMatch(want string) func(string) bool {
+	if want == "" {
+		return nil
+	}
+	return func(scope string) bool {
+		kind, id, _ := strings.Cut(scope, ":")
+		return strings.EqualFold(id, want) || (strings.EqualFold(want, record.ScopeTenant) && kind == record.ScopeTenant)
+	}
+}
+
 // activityScopes lists the scopes of the stored activity_log records, in
 // order, with one index seek each (a loose index scan).
 func activityScopes(ctx context.Context, tx *sql.Tx) ([]string, error) {

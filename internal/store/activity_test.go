@@ -109,6 +109,23 @@ func TestActivityMergesScopes(t *testing.T) {
 			t.Errorf("ids (-want +got):\n%s", diff)
 		}
 	})
+	t.Run("records of one scope", func(t *testing.T) {
+		for _, sc := range []struct{ filter, data string }{{"MG-A", `"mg-a"`}, {"tenant", `"tenant"`}} {
+			var in []record.Record
+			for _, r := range want {
+				if strings.Contains(string(r.Data), sc.data) {
+					in = append(in, r)
+				}
+			}
+			got := allRecords(t, s, Filter{Kind: record.KindActivityLog, Scope: sc.filter})
+			if len(in) == 0 || len(in) == len(want) {
+				t.Fatalf("fixture: %d of %d records in %s", len(in), len(want), sc.filter)
+			}
+			if diff := gocmp.Diff(ids(in), ids(got)); diff != "" {
+				t.Errorf("scope %s: ids (-want +got):\n%s", sc.filter, diff)
+			}
+		}
+	})
 	t.Run("by id", func(t *testing.T) {
 		r, err := s.Record(t.Context(), want[7].ID)
 		if err != nil || r.ID != want[7].ID || string(r.Data) != string(want[7].Data) {

@@ -48,14 +48,7 @@ type ActivityFilter struct {
 func (f ActivityFilter) query() activityQuery {
 	conds, args := Filter{Kind: record.KindActivityLog, Since: f.Since, Until: f.Until}.conds()
 	conds = conds[1:] // the kind, which the walk says itself
-	q := activityQuery{}
-	if f.Scope != "" {
-		q.scope = func(scope string) bool {
-			kind, id, _ := strings.Cut(scope, ":")
-			return strings.EqualFold(id, f.Scope) ||
-				(strings.EqualFold(f.Scope, record.ScopeTenant) && kind == record.ScopeTenant)
-		}
-	}
+	q := activityQuery{scope: scopeMatch(f.Scope)}
 	if f.Operation != "" {
 		conds = append(conds, `instr(lower(coalesce(json_extract(data, '$.operation_name'), '')), lower(?)) > 0`)
 		args = append(args, f.Operation)
@@ -101,7 +94,7 @@ func (s *Store) Page(ctx context.Context, f Filter, after Cursor, n int) ([]reco
 	f.Limit = 0
 	if f.Kind == record.KindActivityLog {
 		conds, args := f.conds()
-		return s.activityPage(ctx, activityQuery{conds: conds[1:], args: args}, after, n)
+		return s.activityPage(ctx, activityQuery{conds: conds[1:], args: args, scope: scopeMatch(f.Scope)}, after, n)
 	}
 	where, args := f.where()
 	return s.page(ctx, where, args, after, n)

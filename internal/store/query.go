@@ -35,7 +35,11 @@ type Filter struct {
 	State      string // started, completed, interrupted, denied
 	// Text is a substring of the captured prompt or response text, matched
 	// case-insensitively for ASCII letters (SQLite's lower()).
-	Text  string
+	Text string
+	// Scope keeps the activity_log records of one scope: its id (ASCII
+	// case ignored) or "tenant". Only Records and Page of Kind
+	// activity_log read it; those read that scope's records alone.
+	Scope string
 	Limit int // at most this many, oldest first; 0: all
 
 }
@@ -108,7 +112,8 @@ func (s *Store) Records(ctx context.Context, f Filter, fn func(record.Record) er
 	if f.Kind == record.KindActivityLog {
 		conds, args := f.conds()
 		var fnErr error
-		err := s.walkActivity(ctx, activityQuery{conds: conds[1:], args: args, limit: f.Limit}, func(r record.Record) error {
+		q := activityQuery{conds: conds[1:], args: args, scope: scopeMatch(f.Scope), limit: f.Limit}
+		err := s.walkActivity(ctx, q, func(r record.Record) error {
 			fnErr = fn(r)
 			return fnErr
 		})
