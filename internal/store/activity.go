@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tapline/tapline/internal/record"
@@ -55,6 +56,9 @@ func (s *Store) walkActivity(ctx context.Context, q activityQuery, fn func(recor
 	if err != nil {
 		return err
 	}
+	if q.scope != nil {
+		scopes = slices.DeleteFunc(scopes, func(sc string) bool { return !q.scope(sc) })
+	}
 	order, cmp := "time, id", ">"
 	if q.desc {
 		order, cmp = "time DESC, id DESC", "<"
@@ -85,9 +89,6 @@ func (s *Store) walkActivity(ctx context.Context, q activityQuery, fn func(recor
 	}
 	h := &runHeap{desc: q.desc}
 	for _, sc := range scopes {
-		if q.scope != nil && !q.scope(sc) {
-			continue
-		}
 		r := &scopeRun{scope: sc}
 		if q.after != nil {
 			r.last = &Cursor{Time: q.after.Time, ID: q.after.ID}

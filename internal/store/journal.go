@@ -148,8 +148,7 @@ func gatewayColumns(data []byte) (state, principal, deployment, status any) {
 // principalID is record.Principal.ID of a payload's principal object: the
 // key name as "key:" and the name, else the UPN, else the object id.
 func principalID(p gjson.Result) string {
-	v := p.Get("key_name")
-	if s := v.String(); s != "" {
+	if s := p.Get("key_name").String(); s != "" {
 		return "key:" + s
 	}
 	if s := p.Get("upn").String(); s != "" {

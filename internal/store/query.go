@@ -41,7 +41,6 @@ type Filter struct {
 	// activity_log read it; those read that scope's records alone.
 	Scope string
 	Limit int // at most this many, oldest first; 0: all
-
 }
 
 // where renders f as a SQL WHERE clause (with leading space) and its args.

@@ -138,7 +138,7 @@ var migrations = [][]string{
 	// new table has a scope column: "<scope kind>:<scope id>" for
 	// activity_log records (scopeOf), NULL for the others. Other kinds keep
 	// a unique id through records_id, whose WHERE the id lookups say
-	// literally (idLookup); an activity_log record is unique by (scope,
+	// literally (notActivity); an activity_log record is unique by (scope,
 	// time, id) through records_kind_scope_time, which also serves every
 	// time-ordered query (gateway queries say scope IS NULL).
 	//
@@ -165,7 +165,7 @@ var migrations = [][]string{
 		)`,
 		`INSERT INTO records_v8 (id, seq, kind, version, time, state, size, data, scope, principal, deployment, status)
 			SELECT id, seq, kind, version, time, state, size, data,
-				CASE WHEN kind = 'activity_log' THEN ` + scopeSQL + ` END,
+				CASE WHEN ` + activityKind + ` THEN ` + scopeSQL + ` END,
 				CASE WHEN ` + gatewayKind + ` THEN ` + principalSQL + ` END,
 				CASE WHEN ` + gatewayKind + ` THEN json_extract(data, '$.deployment') END,
 				CASE WHEN ` + gatewayKind + ` THEN json_extract(data, '$.status') END
