@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
+	"github.com/tidwall/gjson"
+
 	"github.com/tapline/tapline/internal/record"
 )
 
@@ -312,7 +314,7 @@ func TestGatewayColumnsMatchSQL(t *testing.T) {
 			json_extract(data, '$.status') FROM (SELECT ? AS data)`, data).Scan(&want[0], &want[1], &want[2]); err != nil {
 			t.Fatal(err)
 		}
-		_, p, d, st := gatewayColumns([]byte(data))
+		_, p, d, st := readGateway(gjson.Parse(data)).columns()
 		// Through the driver, as the values are stored.
 		var got [3]any
 		if err := s.rdb.QueryRowContext(t.Context(), `SELECT ?, ?, ?`, p, d, st).Scan(&got[0], &got[1], &got[2]); err != nil {

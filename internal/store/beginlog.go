@@ -14,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/tapline/tapline/internal/record"
 )
 
 // beginlog.go commits strict audit's started records (Begin) to an
@@ -233,9 +231,6 @@ func parseFrame(p []byte) (row, error) {
 		p = p[n:]
 	}
 	r.data = string(p)
-	if r.kind == string(record.KindGatewayRequest) {
-		_, r.principal, r.deployment, r.status = gatewayColumns(p)
-	}
 	return r, nil
 }
 

@@ -44,9 +44,12 @@ type row struct {
 	time    int64 // unix nanoseconds
 	state   any   // the payload's $.state as a string, or nil
 	scope   any   // activity_log: scopeOf(data); other kinds: nil
-	// gateway_request: the columns gatewayColumns reads; other kinds: nil.
+	// gateway_request: the columns gatewayMembers.columns makes; other kinds: nil.
 	principal, deployment, status any
-	data                          string
+	// gateway_request: the members the columns and the usage sums are
+	// made of, read once; their Results are pieces of data.
+	members gatewayMembers
+	data    string
 }
 
 func (r row) size() int64 { return int64(len(r.data)) }
@@ -87,74 +90,37 @@ func newRowColumns(i int, rec record.Record, columns bool) (row, error) {
 	switch rec.Kind {
 	case record.KindGatewayRequest:
 		if !columns {
-			if v := gjson.GetBytes(rec.Data, "state"); v.Type == gjson.String {
+			if v := gjson.Get(r.data, "state"); v.Type == gjson.String {
 				r.state = v.Str
 			}
 			break
 		}
-		r.state, r.principal, r.deployment, r.status = gatewayColumns(rec.Data)
+		r = r.withColumns()
 	case record.KindActivityLog:
 		r.scope = scopeOf(rec.Data)
 	}
 	return r, nil
 }
 
-// withColumns returns r with the columns newRowColumns left out.
+// withColumns returns r with the columns newRowColumns left out, and the
+// members they and the usage sums come from.
 func (r row) withColumns() row {
 	if r.kind == string(record.KindGatewayRequest) && r.principal == nil {
-		r.state, r.principal, r.deployment, r.status = gatewayColumns([]byte(r.data))
+		r.members = readGateway(gjson.Parse(r.data))
+		r.state, r.principal, r.deployment, r.status = r.members.columns()
 	}
 	return r
 }
 
-// gatewayColumns reads, in one pass over a gateway_request payload's
-// members, what its row holds besides the payload (migration 8): $.state
-// when a string, the principal's id (record.Principal.ID, as principalSQL
-// computes it), $.deployment and $.status, as json_extract gives them (nil
-// where missing). The first of a repeated member counts, as for
-// json_extract.
-func gatewayColumns(data []byte) (state, principal, deployment, status any) {
-	principal = ""
-	var seen uint8
-	first := func(bit uint8) bool {
-		ok := seen&bit == 0
-		seen |= bit
-		return ok
+// columns is what a gateway_request row holds besides its payload
+// (migration 8): $.state when a string, the principal's id
+// (record.Principal.ID, as principalSQL computes it), and $.deployment and
+// $.status as json_extract gives them (nil where missing).
+func (m gatewayMembers) columns() (state, principal, deployment, status any) {
+	if m.state.Type == gjson.String {
+		state = m.state.Str
 	}
-	gjson.ParseBytes(data).ForEach(func(k, v gjson.Result) bool {
-		switch k.Str {
-		case "state":
-			if first(1) && v.Type == gjson.String {
-				state = v.Str
-			}
-		case "principal":
-			if first(2) {
-				principal = principalID(v)
-			}
-		case "deployment":
-			if first(4) {
-				deployment = sqlValue(v)
-			}
-		case "status":
-			if first(8) {
-				status = sqlValue(v)
-			}
-		}
-		return seen != 15 // the captured content comes after all four
-	})
-	return state, principal, deployment, status
-}
-
-// principalID is record.Principal.ID of a payload's principal object: the
-// key name as "key:" and the name, else the UPN, else the object id.
-func principalID(p gjson.Result) string {
-	if s := p.Get("key_name").String(); s != "" {
-		return "key:" + s
-	}
-	if s := p.Get("upn").String(); s != "" {
-		return s
-	}
-	return p.Get("oid").String()
+	return state, principalID(m.principal), sqlValue(m.deployment), sqlValue(m.status)
 }
 
 // sqlValue is v as json_extract returns it: a string's text, a number's

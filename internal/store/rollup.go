@@ -188,85 +188,97 @@ type rollupGroup struct {
 // rollupRow holds the values of rollupSums, in order.
 type rollupRow [9]int64
 
-// rollupOf reads one gateway payload as the SQL expressions of rollupKeys
-// and rollupSums do (TestUsageFastMatchesUsage holds them equal), in one
-// pass over its top-level members: it is read in Go rather than with
-// json_each, which costs SQLite a parse of the whole record (captured
-// prompt and response included) for every call.
-func rollupOf(nanos int64, doc gjson.Result) (rollupGroup, rollupRow) {
-	g := rollupGroup{hour: nanos / hourNanos} // truncated, as SQLite's integer division
-	var principal, usage, status gjson.Result
-	var modelReturned, modelRequested string
-	var seen uint8 // the first of a repeated member counts, as for json_extract
-	first := func(bit uint8) bool {
-		ok := seen&bit == 0
-		seen |= bit
-		return ok
-	}
+// gatewayMembers are the top-level members of a gateway_request payload
+// that its row's columns and its usage sums are made of, each the first of
+// its name (as for json_extract); a missing one is the zero Result.
+type gatewayMembers struct {
+	state, principal, deployment, modelReturned, modelRequested, operation, backend, status, usage gjson.Result
+}
+
+// readGateway reads doc's members in one pass over its top level. Reading
+// in Go rather than with json_extract or json_each spares SQLite a parse of
+// the whole record (captured prompt and response included) for each.
+func readGateway(doc gjson.Result) gatewayMembers {
+	var m gatewayMembers
+	var seen uint16
 	doc.ForEach(func(k, v gjson.Result) bool {
+		var bit uint16
+		var dst *gjson.Result
 		switch k.Str {
+		case "state":
+			bit, dst = 1<<0, &m.state
 		case "principal":
-			if first(1 << 0) {
-				principal = v
-			}
+			bit, dst = 1<<1, &m.principal
 		case "deployment":
-			if first(1 << 1) {
-				g.deployment = sqlText(v)
-			}
+			bit, dst = 1<<2, &m.deployment
 		case "model_returned":
-			if first(1 << 2) {
-				modelReturned = sqlText(v)
-			}
+			bit, dst = 1<<3, &m.modelReturned
 		case "model_requested":
-			if first(1 << 3) {
-				modelRequested = sqlText(v)
-			}
+			bit, dst = 1<<4, &m.modelRequested
 		case "operation":
-			if first(1 << 4) {
-				g.operation = sqlText(v)
-			}
+			bit, dst = 1<<5, &m.operation
 		case "backend":
-			if first(1 << 5) {
-				g.backend = sqlText(v)
-			}
+			bit, dst = 1<<6, &m.backend
 		case "status":
-			if first(1 << 6) {
-				status = v
-			}
+			bit, dst = 1<<7, &m.status
 		case "usage":
-			if first(1 << 7) {
-				usage = v
-			}
+			bit, dst = 1<<8, &m.usage
+		default:
+			return true
 		}
-		// Once all eight are seen, the rest (the captured prompt and
-		// response, after them in a gateway record) need not be read.
-		return seen != 0xff
+		if seen&bit == 0 {
+			seen |= bit
+			*dst = v
+		}
+		// Once all are seen, the rest (the captured prompt and response,
+		// after them in a gateway record) need not be read.
+		return seen != 1<<9-1
 	})
-	switch p := principal.Get("key_name"); {
-	case sqlText(p) != "":
-		g.principal = "key:" + sqlText(p)
-	case sqlText(principal.Get("upn")) != "":
-		g.principal = sqlText(principal.Get("upn"))
-	default:
-		g.principal = sqlText(principal.Get("oid"))
-	}
-	g.model = modelReturned
+	return m
+}
+
+// rollupOf reads one gateway payload as the SQL expressions of rollupKeys
+// and rollupSums do (TestUsageFastMatchesUsage holds them equal).
+func rollupOf(nanos int64, doc gjson.Result) (rollupGroup, rollupRow) {
+	return readGateway(doc).rollup(nanos)
+}
+
+// rollup is the payload's usage_hourly group and sums, for a record of
+// time nanos.
+func (m gatewayMembers) rollup(nanos int64) (rollupGroup, rollupRow) {
+	g := rollupGroup{hour: nanos / hourNanos, // truncated, as SQLite's integer division
+		principal: principalID(m.principal), deployment: sqlText(m.deployment),
+		operation: sqlText(m.operation), backend: sqlText(m.backend)}
+	g.model = sqlText(m.modelReturned)
 	if g.model == "" {
-		g.model = modelRequested
+		g.model = sqlText(m.modelRequested)
 	}
 	var r rollupRow
 	r[0] = 1
-	if status.Type == gjson.Number {
-		r[1] = b2i(status.Num >= 400)
-		r[2] = b2i(status.Num == 429)
+	if m.status.Type == gjson.Number {
+		r[1] = b2i(m.status.Num >= 400)
+		r[2] = b2i(m.status.Num == 429)
 	}
 	for i, name := range []string{"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"} {
-		if v := usage.Get(name); v.Type == gjson.Number {
+		if v := m.usage.Get(name); v.Type == gjson.Number {
 			r[3+i] = v.Int()
 		}
 	}
-	r[8] = b2i(usage.Get("source").Str == "estimated")
+	r[8] = b2i(m.usage.Get("source").Str == "estimated")
 	return g, r
+}
+
+// principalID is record.Principal.ID of a payload's principal object, as
+// principalSQL computes it: "key:" and the key name, else the UPN, else
+// the object id.
+func principalID(p gjson.Result) string {
+	if s := sqlText(p.Get("key_name")); s != "" {
+		return "key:" + s
+	}
+	if s := sqlText(p.Get("upn")); s != "" {
+		return s
+	}
+	return sqlText(p.Get("oid"))
 }
 
 // sqlText is coalesce(json_extract(...), ”) of a scalar: a string's text,
@@ -362,10 +374,12 @@ type rollAcc struct {
 	fast       int64                      // RollUp steps answered from sums, for tests
 }
 
-// add sums a released gateway record of the current transaction.
+// add sums a released gateway record of the current transaction, from
+// what newRow read of it.
 func (a *rollAcc) add(r row) {
 	if a.valid && r.kind == string(record.KindGatewayRequest) {
-		g, v := rollupOf(r.time, gjson.Parse(r.data))
+		r = r.withColumns() // read already unless the row came another way
+		g, v := r.members.rollup(r.time)
 		addRollup(a.batch, g, &v)
 	}
 }

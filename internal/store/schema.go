@@ -144,7 +144,7 @@ var migrations = [][]string{
 	//
 	// A gateway_request record's principal (record.Principal.ID, as
 	// principalSQL), deployment and status are columns too, filled by the
-	// writer (gatewayColumns): migration 5's indexes on their JSON paths
+	// writer (gatewayMembers.columns): migration 5's indexes on their JSON paths
 	// parsed each 2 KB payload three times an insert, a fifth of the
 	// insert's cost. The indexes are otherwise those of migrations 4 and 5,
 	// and the rollup's trigger that of migration 4.
@@ -292,6 +292,7 @@ func recoverPending(ctx context.Context, db *sql.DB, begun []row) (c counts, las
 		return c, 0, 0, err
 	}
 	for _, r := range begun {
+		r = r.withColumns()
 		// An id already started or released keeps its row (the insert below
 		// skips released ids).
 		if _, err = tx.ExecContext(ctx, stmtSQL[sStart], r.id, r.kind, r.version, r.time, r.state, r.size(), r.data,
