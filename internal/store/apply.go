@@ -178,7 +178,11 @@ func (w *writer) materialize(ctx context.Context, t *txn, cut time.Time) error {
 	if w.begins == nil {
 		return nil
 	}
-	for _, r := range w.begins.due(cut) {
+	due, err := w.begins.due(cut)
+	if err != nil {
+		w.log.Error("calls in flight lost from the begin log", "err", err)
+	}
+	for _, r := range due {
 		if w.moved[r.id] {
 			continue
 		}

@@ -3,10 +3,12 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/tapline/tapline/internal/record"
 	"github.com/tidwall/gjson"
@@ -63,6 +65,12 @@ func newRow(i int, rec record.Record) (row, error) {
 // state but not the columns only the database's tables need, which a row
 // that goes to the begin log rarely reaches (withColumns fills them).
 func newRowColumns(i int, rec record.Record, columns bool) (row, error) {
+	return makeRow(i, rec, string(rec.Data), columns)
+}
+
+// makeRow is newRowColumns with data, rec.Data or a copy of it, as the
+// row's.
+func makeRow(i int, rec record.Record, data string, columns bool) (row, error) {
 	invalid := func(reason string) error { return &InvalidError{Index: i, ID: rec.ID, Reason: reason} }
 	switch {
 	case rec.ID == "":
@@ -83,7 +91,7 @@ func newRowColumns(i int, rec record.Record, columns bool) (row, error) {
 		kind:    string(rec.Kind),
 		version: rec.Version,
 		time:    rec.Time.UnixNano(),
-		data:    string(rec.Data),
+		data:    data,
 	}
 	// Only gateway records have a state and the columns the dashboard
 	// filters on, only activity records a scope.
@@ -201,23 +209,36 @@ func (s *Store) Append(ctx context.Context, recs []record.Record) (int, error) {
 // on the caller's goroutine (beginlog.go) and does not wait for the writer.
 func (s *Store) Begin(ctx context.Context, rec record.Record) error {
 	// The columns are filled if the row reaches the started table (start).
-	r, err := newRowColumns(0, rec, false)
+	// The begin log copies the data into its ring, and keeps no other.
+	r, err := makeRow(0, rec, unsafe.String(unsafe.SliceData(rec.Data), len(rec.Data)), false)
 	if err != nil {
 		return fmt.Errorf("begin record: %w", err)
 	}
-	if s.begins == nil || !s.roomFor(r.size()) {
-		return s.send(ctx, opBegin, "begin", r)
+	if s.begins != nil && s.roomFor(r.size()) {
+		err := s.appendBegun(ctx, r)
+		if !errors.Is(err, errRingFull) {
+			return err
+		}
+		s.begins.full(s.log)
 	}
+	if r, err = newRowColumns(0, rec, false); err != nil { // the writer's own copy
+		return fmt.Errorf("begin record: %w", err)
+	}
+	return s.send(ctx, opBegin, "begin", r)
+}
+
+// appendBegun commits r to the begin log.
+func (s *Store) appendBegun(ctx context.Context, r row) error {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("begin record %q: %w", rec.ID, err)
+		return fmt.Errorf("begin record %q: %w", r.id, err)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return fmt.Errorf("begin record %q: %w", rec.ID, ErrClosed)
+		return fmt.Errorf("begin record %q: %w", r.id, ErrClosed)
 	}
 	if err := s.begins.append(r); err != nil {
-		return fmt.Errorf("begin record %q: %w", rec.ID, err)
+		return fmt.Errorf("begin record %q: %w", r.id, err)
 	}
 	return nil
 }

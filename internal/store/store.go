@@ -65,8 +65,8 @@ type Config struct {
 	// showAfter is how old a begin log entry gets before the writer copies
 	// it where other processes see it (materializeAfter; tests shorten it).
 	showAfter time.Duration
-	// segmentBytes is the begin log's segment size (begunSegmentBytes).
-	segmentBytes int64
+	// ringBytes is the begin log's size (begunRingBytes).
+	ringBytes int
 }
 
 // validate checks cfg and fills in defaults.
@@ -91,8 +91,8 @@ func (c Config) validate() (Config, error) {
 	if c.showAfter == 0 {
 		c.showAfter = materializeAfter
 	}
-	if c.segmentBytes == 0 {
-		c.segmentBytes = begunSegmentBytes
+	if c.ringBytes == 0 {
+		c.ringBytes = begunRingBytes
 	}
 	return c, errors.Join(errs...)
 }
@@ -214,7 +214,7 @@ func (s *Store) open(ctx context.Context) error {
 	if err := migrate(ctx, s.wdb, s.log); err != nil {
 		return err
 	}
-	begins, begun, segments, err := openBeginLog(s.cfg.Path, s.cfg.segmentBytes)
+	begins, begun, segments, err := openBeginLog(s.cfg.Path, s.cfg.ringBytes)
 	if err != nil {
 		return err
 	}
@@ -228,8 +228,13 @@ func (s *Store) open(ctx context.Context) error {
 		return err
 	}
 	s.recovered = n
-	// Recovered, so the segments can go; a crash before this reads them
-	// again, and their ids are then released already.
+	// Recovered, so the ring can start over and the segments go; a crash
+	// before this reads them again, and their ids are then stored already.
+	if begins != nil {
+		if err := begins.start(); err != nil {
+			return err
+		}
+	}
 	if err := removeSegments(segments); err != nil {
 		return err
 	}
