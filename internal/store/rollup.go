@@ -231,8 +231,11 @@ func readGateway(doc gjson.Result) gatewayMembers {
 			*dst = v
 		}
 		// Once all are seen, the rest (the captured prompt and response,
-		// after them in a gateway record) need not be read.
-		return seen != 1<<9-1
+		// after them in a gateway record) need not be read. The requested
+		// model counts only where the returned one is empty (rollup), and
+		// is missing from most records (a deployment's URL names no model).
+		const all, requested = 1<<9 - 1, 1 << 4
+		return seen != all && (seen|requested != all || sqlText(m.modelReturned) == "")
 	})
 	return m
 }

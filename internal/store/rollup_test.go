@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -44,6 +45,15 @@ func rollupFixture(t *testing.T, s *Store) {
 	}
 	// Payloads without any field the rollup reads still count as calls.
 	recs = append(recs, stateRec("bare-1", record.StateCompleted), stateRec("bare-2", record.StateDenied))
+	// The requested model after everything else, behind the captured
+	// content, where a reader that stops early might not look: it counts
+	// only when the returned model is empty.
+	for i, returned := range []string{`""`, `"m-ret"`, `null`} {
+		recs = append(recs, record.Record{ID: fmt.Sprint("late-", i), Kind: record.KindGatewayRequest, Version: 1, Time: t0,
+			Data: json.RawMessage(`{"state":"completed","principal":{"kind":"key","key_name":"bot"},"deployment":"gpt-4o",` +
+				`"model_returned":` + returned + `,"operation":"chat.completions","backend":"east","status":200,` +
+				`"usage":{"total_tokens":7},"prompt":{"text":"hi"},"model_requested":"late-model"}`)})
+	}
 	mustAppend(t, s, recs...)
 	// Strict audit: begun pending, then finished with usage.
 	for i := range 20 {
