@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -148,21 +149,31 @@ func openBeginLog(path string, ringBytes int) (*beginLog, []row, []string, error
 	fail := func(err error) (*beginLog, []row, []string, error) {
 		return nil, nil, nil, errors.Join(err, l.close())
 	}
-	// Read before sizing: a ring of another size (a build with another
-	// begunRingBytes) is recovered too, then made over.
-	old, err := os.ReadFile(l.path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fail(fmt.Errorf("read begin log: %w", err))
-	}
-	rows := readRing(old)
 	if l.f, err = os.OpenFile(l.path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return fail(fmt.Errorf("open begin log: %w", err))
 	}
-	if err := sizeRing(l.f, ringBytes); err != nil {
+	st, err := l.f.Stat()
+	if err != nil {
+		return fail(fmt.Errorf("open begin log: %w", err))
+	}
+	var rows []row
+	if st.Size() != int64(ringBytes) && st.Size() > 0 {
+		// A ring of another size (a build with another begunRingBytes):
+		// read it before it is made over.
+		old, err := io.ReadAll(l.f)
+		if err != nil {
+			return fail(fmt.Errorf("read begin log: %w", err))
+		}
+		rows = readRing(old)
+	}
+	if err := sizeRing(l.f, st.Size(), ringBytes); err != nil {
 		return fail(err)
 	}
 	if l.mem, err = mapRing(l.f, ringBytes); err != nil {
 		return fail(fmt.Errorf("map begin log: %w", err))
+	}
+	if st.Size() == int64(ringBytes) {
+		rows = readRing(l.mem)
 	}
 	files, err := legacySegments(path + "-begun-")
 	if err != nil {
@@ -187,22 +198,22 @@ func openBeginLog(path string, ringBytes int) (*beginLog, []row, []string, error
 	return l, rows, files, nil
 }
 
-// sizeRing makes f a ring of exactly size bytes, every block allocated (a
-// write to a hole of a mapped file that finds the disk full would kill the
-// process). A ring of another size is zeroed: Open has read it.
-func sizeRing(f *os.File, size int) error {
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("begin log: %w", err)
-	}
-	if st.Size() == int64(size) {
+// sizeRing makes f, of size bytes now, a ring of exactly size bytes, every
+// block allocated (a write to a hole of a mapped file that finds the disk
+// full would kill the process). A ring of another size is zeroed: Open has
+// read it.
+func sizeRing(f *os.File, now int64, size int) error {
+	if now == int64(size) {
 		return nil
 	}
 	if err := f.Truncate(0); err != nil {
 		return fmt.Errorf("begin log: %w", err)
 	}
-	if _, err := f.WriteAt(make([]byte, size), 0); err != nil {
-		return fmt.Errorf("begin log: %w", err)
+	zeros := make([]byte, 64<<10)
+	for off := 0; off < size; off += len(zeros) {
+		if _, err := f.WriteAt(zeros[:min(len(zeros), size-off)], int64(off)); err != nil {
+			return fmt.Errorf("begin log: %w", err)
+		}
 	}
 	return nil
 }
