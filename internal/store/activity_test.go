@@ -12,7 +12,6 @@ import (
 	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
-	"github.com/tidwall/gjson"
 
 	"github.com/tapline/tapline/internal/record"
 )
@@ -314,10 +313,10 @@ func TestGatewayColumnsMatchSQL(t *testing.T) {
 			json_extract(data, '$.status') FROM (SELECT ? AS data)`, data).Scan(&want[0], &want[1], &want[2]); err != nil {
 			t.Fatal(err)
 		}
-		_, p, d, st := readGateway(gjson.Parse(data)).columns()
+		r := row{kind: string(record.KindGatewayRequest), data: data}.withColumns()
 		// Through the driver, as the values are stored.
 		var got [3]any
-		if err := s.rdb.QueryRowContext(t.Context(), `SELECT ?, ?, ?`, p, d, st).Scan(&got[0], &got[1], &got[2]); err != nil {
+		if err := s.rdb.QueryRowContext(t.Context(), `SELECT ?, ?, ?`, r.principal, r.deployment, r.status).Scan(&got[0], &got[1], &got[2]); err != nil {
 			t.Fatal(err)
 		}
 		if diff := gocmp.Diff(want, got); diff != "" {

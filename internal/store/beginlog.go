@@ -209,7 +209,7 @@ func sizeRing(f *os.File, now int64, size int) error {
 	if err := f.Truncate(0); err != nil {
 		return fmt.Errorf("begin log: %w", err)
 	}
-	zeros := make([]byte, 64<<10)
+	zeros := make([]byte, 4<<10)
 	for off := 0; off < size; off += len(zeros) {
 		if _, err := f.WriteAt(zeros[:min(len(zeros), size-off)], int64(off)); err != nil {
 			return fmt.Errorf("begin log: %w", err)

@@ -81,7 +81,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if diff := cmp.Diff([]row{r, r}, got, cmp.AllowUnexported(row{}, gatewayMembers{})); diff != "" {
+		if diff := cmp.Diff([]row{r, r}, got, cmp.AllowUnexported(row{}, rollupGroup{})); diff != "" {
 			t.Errorf("%s: read back (-want +got):\n%s", r.id, diff)
 		}
 		// A payload cut anywhere is refused or read short, never a panic

@@ -48,10 +48,11 @@ type row struct {
 	scope   any   // activity_log: scopeOf(data); other kinds: nil
 	// gateway_request: the columns gatewayMembers.columns makes; other kinds: nil.
 	principal, deployment, status any
-	// gateway_request: the members the columns and the usage sums are
-	// made of, read once; their Results are pieces of data.
-	members gatewayMembers
-	data    string
+	// gateway_request: its usage_hourly group and sums, read with the
+	// columns (rollAcc adds them up).
+	group rollupGroup
+	sums  rollupRow
+	data  string
 }
 
 func (r row) size() int64 { return int64(len(r.data)) }
@@ -110,25 +111,27 @@ func makeRow(i int, rec record.Record, data string, columns bool) (row, error) {
 	return r, nil
 }
 
-// withColumns returns r with the columns newRowColumns left out, and the
-// members they and the usage sums come from.
+// withColumns returns r with the columns newRowColumns left out, and its
+// usage sums, all from one pass over its payload.
 func (r row) withColumns() row {
 	if r.kind == string(record.KindGatewayRequest) && r.principal == nil {
-		r.members = readGateway(gjson.Parse(r.data))
-		r.state, r.principal, r.deployment, r.status = r.members.columns()
+		m := readGateway(gjson.Parse(r.data))
+		r.group, r.sums = m.rollup(r.time)
+		r.state, r.deployment, r.status = m.columns()
+		r.principal = r.group.principal
 	}
 	return r
 }
 
 // columns is what a gateway_request row holds besides its payload
-// (migration 8): $.state when a string, the principal's id
-// (record.Principal.ID, as principalSQL computes it), and $.deployment and
-// $.status as json_extract gives them (nil where missing).
-func (m gatewayMembers) columns() (state, principal, deployment, status any) {
+// (migration 8) and its principal's id (its rollup group's): $.state when
+// a string, and $.deployment and $.status as json_extract gives them (nil
+// where missing).
+func (m *gatewayMembers) columns() (state, deployment, status any) {
 	if m.state.Type == gjson.String {
 		state = m.state.Str
 	}
-	return state, principalID(m.principal), sqlValue(m.deployment), sqlValue(m.status)
+	return state, sqlValue(m.deployment), sqlValue(m.status)
 }
 
 // sqlValue is v as json_extract returns it: a string's text, a number's

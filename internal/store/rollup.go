@@ -243,31 +243,57 @@ func readGateway(doc gjson.Result) gatewayMembers {
 // rollupOf reads one gateway payload as the SQL expressions of rollupKeys
 // and rollupSums do (TestUsageFastMatchesUsage holds them equal).
 func rollupOf(nanos int64, doc gjson.Result) (rollupGroup, rollupRow) {
-	return readGateway(doc).rollup(nanos)
+	m := readGateway(doc)
+	return m.rollup(nanos)
 }
 
 // rollup is the payload's usage_hourly group and sums, for a record of
 // time nanos.
-func (m gatewayMembers) rollup(nanos int64) (rollupGroup, rollupRow) {
-	g := rollupGroup{hour: nanos / hourNanos, // truncated, as SQLite's integer division
+func (m *gatewayMembers) rollup(nanos int64) (g rollupGroup, r rollupRow) {
+	g = rollupGroup{hour: nanos / hourNanos, // truncated, as SQLite's integer division
 		principal: principalID(m.principal), deployment: sqlText(m.deployment),
 		operation: sqlText(m.operation), backend: sqlText(m.backend)}
 	g.model = sqlText(m.modelReturned)
 	if g.model == "" {
 		g.model = sqlText(m.modelRequested)
 	}
-	var r rollupRow
 	r[0] = 1
 	if m.status.Type == gjson.Number {
 		r[1] = b2i(m.status.Num >= 400)
 		r[2] = b2i(m.status.Num == 429)
 	}
-	for i, name := range []string{"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"} {
-		if v := m.usage.Get(name); v.Type == gjson.Number {
-			r[3+i] = v.Int()
+	// One pass over usage, each member the first of its name (as for
+	// json_extract).
+	var seen uint8
+	m.usage.ForEach(func(k, v gjson.Result) bool {
+		i := 0
+		switch k.Str {
+		case "prompt_tokens":
+			i = 3
+		case "completion_tokens":
+			i = 4
+		case "total_tokens":
+			i = 5
+		case "cached_tokens":
+			i = 6
+		case "reasoning_tokens":
+			i = 7
+		case "source":
+			i = 8
+		default:
+			return true
 		}
-	}
-	r[8] = b2i(m.usage.Get("source").Str == "estimated")
+		if bit := uint8(1) << (i - 3); seen&bit == 0 {
+			seen |= bit
+			switch {
+			case i == 8:
+				r[8] = b2i(v.Type == gjson.String && v.Str == "estimated")
+			case v.Type == gjson.Number:
+				r[i] = v.Int()
+			}
+		}
+		return seen != 1<<6-1
+	})
 	return g, r
 }
 
@@ -382,8 +408,7 @@ type rollAcc struct {
 func (a *rollAcc) add(r row) {
 	if a.valid && r.kind == string(record.KindGatewayRequest) {
 		r = r.withColumns() // read already unless the row came another way
-		g, v := r.members.rollup(r.time)
-		addRollup(a.batch, g, &v)
+		addRollup(a.batch, r.group, &r.sums)
 	}
 }
 
