@@ -115,7 +115,7 @@ func (c *call) marshal(state string) record.Record {
 	c.bufs = append(c.bufs, buf)
 	buf.Write(record.AppendGatewayRequest(buf.AvailableBuffer(), &c.rec))
 	return record.Record{ID: c.id, Kind: record.KindGatewayRequest, Version: record.GatewayRequestVersion,
-		Time: c.start.UTC(), Data: buf.Bytes()}
+		Time: c.start.UTC(), Data: buf.Bytes(), Encoded: true}
 }
 
 // end completes the record of a call and queues it for the store's next
@@ -301,6 +301,9 @@ func isJSON(contentType string, body []byte) bool {
 	if contentType == "" {
 		b := bytes.TrimLeft(body, " \t\r\n")
 		return len(b) > 0 && (b[0] == '{' || b[0] == '[')
+	}
+	if contentType == "application/json" { // what every OpenAI client sends
+		return true
 	}
 	mt, _, _ := mime.ParseMediaType(contentType)
 	return mt == "application/json" || strings.HasSuffix(mt, "+json")

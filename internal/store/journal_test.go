@@ -178,6 +178,11 @@ func TestInvalidInput(t *testing.T) {
 		{"data not JSON", rec("j1", t0, `{"a":`), `"j1": data is not valid JSON`},
 		{"data empty", rec("j2", t0, ``), `"j2": data is not valid JSON`},
 		{"data not an object", rec("j3", t0, `[1,2]`), `"j3": data is not a JSON object`},
+		// Encoded spares the syntax check alone.
+		{"encoded, not an object", record.Record{ID: "e1", Kind: record.KindGatewayRequest, Time: t0,
+			Data: json.RawMessage(`[1,2]`), Encoded: true}, `"e1": data is not a JSON object`},
+		{"encoded, empty id", record.Record{Kind: record.KindGatewayRequest, Time: t0,
+			Data: json.RawMessage(`{}`), Encoded: true}, "invalid record #"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
