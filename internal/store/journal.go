@@ -46,7 +46,7 @@ type row struct {
 	time    int64 // unix nanoseconds
 	state   any   // the payload's $.state as a string, or nil
 	scope   any   // activity_log: scopeOf(data); other kinds: nil
-	// gateway_request: the columns gatewayMembers.columns makes; other kinds: nil.
+	// gateway_request: the columns withColumns fills; other kinds: nil.
 	principal, deployment, status any
 	// gateway_request: its usage_hourly group and sums, read with the
 	// columns (rollAcc adds them up).
