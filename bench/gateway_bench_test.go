@@ -9,9 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tapline/tapline/internal/auth"
 	"github.com/tapline/tapline/internal/config"
@@ -177,10 +175,10 @@ func BenchmarkGateway(b *testing.B) {
 
 func benchGateway(b *testing.B, body string, stream bool, audit string) {
 	base, key, st := newGateway(b, upstream(b).URL, audit)
-	cpu0 := cpuTime()
+	cpu0 := testenv.ProcessCPU()
 	run(b, base, key, body, stream)
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+	testenv.ReportCPUPerOp(b, cpu0)
 	// Strict audit writes each call twice (Begin, Finish); group commit
 	// shares transactions between concurrent calls.
 	if stats, err := st.Stats(context.Background()); err == nil && stats.Commits > 0 {
@@ -192,10 +190,10 @@ func BenchmarkBareProxy(b *testing.B) {
 	for _, sc := range scenarios {
 		b.Run(sc.name, func(b *testing.B) {
 			base := newBareProxy(b, upstream(b).URL)
-			cpu0 := cpuTime()
+			cpu0 := testenv.ProcessCPU()
 			run(b, base, upstreamKey, sc.body, sc.stream)
 			b.StopTimer()
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			testenv.ReportCPUPerOp(b, cpu0)
 		})
 	}
 }
@@ -235,20 +233,11 @@ func BenchmarkGatewayLimits(b *testing.B) {
 				// CPU time per call of this process (caller, emulator and
 				// gateway; not redis-server) is steadier than wall time on
 				// shared cores: the ratio of two modes is the limits' cost.
-				cpu0 := cpuTime()
+				cpu0 := testenv.ProcessCPU()
 				run(b, base, key, sc.body, sc.stream)
 				b.StopTimer()
-				b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+				testenv.ReportCPUPerOp(b, cpu0)
 			})
 		}
 	}
-}
-
-// cpuTime is the user and system CPU time of this process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -5,11 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/tapline/tapline/internal/record"
+	"github.com/tapline/tapline/internal/testenv"
 )
 
 // benchCallers is how many goroutines per GOMAXPROCS RunParallel uses: a
@@ -171,7 +170,7 @@ func BenchmarkGatewayCall(b *testing.B) {
 		Prompt: &record.Content{Text: prompt, Bytes: int64(len(prompt))},
 	}
 	var next atomic.Int64
-	cpu0 := cpuTime()
+	cpu0 := testenv.ProcessCPU()
 	b.SetParallelism(benchCallers)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -199,14 +198,5 @@ func BenchmarkGatewayCall(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}
-
-// cpuTime is the user and system CPU time of this process so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	testenv.ReportCPUPerOp(b, cpu0)
 }
