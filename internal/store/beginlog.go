@@ -137,9 +137,10 @@ type beginLog struct {
 // openBeginLog locks the log of the database at path and reads what an
 // earlier process left in it: the ring's live frames and any segment files
 // of the log's earlier format. It returns nil, nil when another Store holds
-// the lock, and the entries found (in begin order, an id once). The ring
-// is not written until start, which the caller runs once those entries
-// are recovered; the returned segment files go then too.
+// the lock, and the entries found, in begin order (an id found twice is
+// recovered from its first: recoverPending skips the ids it holds). The
+// ring is not written until start, which the caller runs once those
+// entries are recovered; the returned segment files go then too.
 func openBeginLog(path string, ringBytes int) (*beginLog, []row, []string, error) {
 	lock, ok, err := lockFile(path + "-begun.lock")
 	if err != nil || !ok {
@@ -179,21 +180,12 @@ func openBeginLog(path string, ringBytes int) (*beginLog, []row, []string, error
 	if err != nil {
 		return fail(err)
 	}
-	seen := map[string]bool{}
-	for _, r := range rows {
-		seen[r.id] = true
-	}
 	for _, f := range files {
 		rs, err := readSegment(f)
 		if err != nil {
 			return fail(err)
 		}
-		for _, r := range rs {
-			if !seen[r.id] {
-				seen[r.id] = true
-				rows = append(rows, r)
-			}
-		}
+		rows = append(rows, rs...)
 	}
 	return l, rows, files, nil
 }
@@ -218,7 +210,7 @@ func sizeRing(f *os.File, now int64, size int) error {
 	return nil
 }
 
-// readRing returns the live entries of a ring, in begin order, an id once.
+// readRing returns the live entries of a ring, in begin order.
 func readRing(mem []byte) []row {
 	if len(mem) < ringStart || string(mem[:len(ringFileMagic)]) != ringFileMagic {
 		return nil
@@ -244,13 +236,9 @@ func readRing(mem []byte) []row {
 		off += alignFrame(len(payload))
 	}
 	slices.SortFunc(found, func(a, b entry) int { return cmp.Compare(a.seq, b.seq) })
-	seen := map[string]bool{}
-	var rows []row
-	for _, e := range found {
-		if !seen[e.row.id] {
-			seen[e.row.id] = true
-			rows = append(rows, e.row)
-		}
+	rows := make([]row, len(found))
+	for i, e := range found {
+		rows[i] = e.row
 	}
 	return rows
 }

@@ -393,11 +393,13 @@ func TestBeginLogLegacySegments(t *testing.T) {
 		}
 		seg1 = segmentFrame(seg1, r)
 	}
-	r, err := newRow(0, stateRec("c", record.StateStarted))
-	if err != nil {
-		t.Fatal(err)
+	for _, id := range []string{"c", "b"} { // b twice: recovered once
+		r, err := newRow(0, stateRec(id, record.StateStarted))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seg2 = segmentFrame(seg2, r)
 	}
-	seg2 = segmentFrame(seg2, r)
 	for name, b := range map[string][]byte{"-begun-7": seg1, "-begun-12": seg2} {
 		if err := os.WriteFile(cfg.Path+name, b, 0o600); err != nil {
 			t.Fatal(err)
