@@ -67,6 +67,9 @@ type Config struct {
 	showAfter time.Duration
 	// ringBytes is the begin log's size (begunRingBytes).
 	ringBytes int
+	// queueWait bounds how long FinishAsync waits for room in a full
+	// queue when its context has no deadline (asyncQueueWait).
+	queueWait time.Duration
 }
 
 // validate checks cfg and fills in defaults.
@@ -93,6 +96,9 @@ func (c Config) validate() (Config, error) {
 	}
 	if c.ringBytes == 0 {
 		c.ringBytes = begunRingBytes
+	}
+	if c.queueWait == 0 {
+		c.queueWait = asyncQueueWait
 	}
 	return c, errors.Join(errs...)
 }

@@ -24,6 +24,10 @@ const (
 	// call (BENCHMARKS.md). Nobody waits on these commits; a query sees
 	// the record that much later.
 	asyncLinger = 20 * time.Millisecond
+	// asyncQueueWait bounds a FinishAsync's wait for room in a full queue
+	// when its context has no deadline of its own: a writer stuck that long
+	// (a hung disk) fails the completion instead of piling up callers.
+	asyncQueueWait = 10 * time.Second
 )
 
 // opKind is what a write request does.
@@ -55,9 +59,9 @@ type request struct {
 	cut   int64        // opPrune: delete records with time before this (unix nanos)
 	limit int          // opPrune: at most this many per request
 	fn    execFunc     // opExec
-	done  chan result  // buffered; the writer sends exactly once
+	done  chan result  // buffered; the writer sends exactly once; nil when async
 	then  func(result) // if set, called on the writer goroutine after the send
-	async bool         // nobody waits on done (FinishAsync)
+	async bool         // nobody waits for the result (FinishAsync): no done
 }
 
 // execFunc is a small write of the delivery state (dead letters, sink
@@ -97,7 +101,9 @@ func (s *Store) armLinger() <-chan time.Time {
 	return s.linger.C
 }
 
-// enqueue hands r to the writer without waiting for its result.
+// enqueue hands r to the writer without waiting for its result. When the
+// queue is full it waits for room until ctx ends; an async request whose
+// ctx has no deadline waits at most cfg.queueWait.
 func (s *Store) enqueue(ctx context.Context, r *request) error {
 	if s.w == nil {
 		return ErrReadOnly
@@ -105,7 +111,9 @@ func (s *Store) enqueue(ctx context.Context, r *request) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r.done = make(chan result, 1)
+	if !r.async {
+		r.done = make(chan result, 1)
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -114,8 +122,18 @@ func (s *Store) enqueue(ctx context.Context, r *request) error {
 	select {
 	case s.reqs <- r:
 		return nil
+	default:
+	}
+	if _, ok := ctx.Deadline(); !ok && r.async {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.queueWait)
+		defer cancel()
+	}
+	select {
+	case s.reqs <- r:
+		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("waiting for room in the store's queue: %w", ctx.Err())
 	}
 }
 
@@ -189,7 +207,9 @@ func (s *Store) run(ctx context.Context) {
 		s.publish(s.w.stats())
 		s.w.logDrops(false)
 		for i, r := range batch {
-			r.done <- results[i]
+			if r.done != nil {
+				r.done <- results[i]
+			}
 			if r.then != nil {
 				r.then(results[i])
 			}
@@ -219,7 +239,7 @@ func (s *Store) next() (*request, bool) {
 		case <-s.idle.C:
 			if s.begins.n.Load() > 0 {
 				noop := func(context.Context, *sql.Tx, int64) error { return nil }
-				return &request{op: opExec, fn: noop, async: true, done: make(chan result, 1)}, true
+				return &request{op: opExec, fn: noop, async: true}, true
 			}
 		}
 	}
