@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 
@@ -107,12 +108,9 @@ func (c *call) fail(w http.ResponseWriter, status int, code, message string) {
 	writeError(w, status, code, message)
 }
 
-// marshal renders the record in the given state, into one of the call's
-// pooled buffers: the journal copies Data before it returns (record.Journal).
-func (c *call) marshal(state string) record.Record {
+// marshal renders the record in the given state into buf.
+func (c *call) marshal(state string, buf *bytes.Buffer) record.Record {
 	c.rec.State = state
-	buf := getBuffer()
-	c.bufs = append(c.bufs, buf)
 	buf.Write(record.AppendGatewayRequest(buf.AvailableBuffer(), &c.rec))
 	return record.Record{ID: c.id, Kind: record.KindGatewayRequest, Version: record.GatewayRequestVersion,
 		Time: c.start.UTC(), Data: buf.Bytes(), Encoded: true}
@@ -136,12 +134,20 @@ func (g *Gateway) end(c *call, w http.ResponseWriter) {
 		_ = http.NewResponseController(w).Flush()
 	}
 	g.settle(c)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.clientCtx), 10*time.Second)
-	defer cancel()
-	if err := g.journal.FinishAsync(ctx, c.marshal(c.rec.State), g.recorded); err != nil {
+	// No deadline: the store bounds its own wait for room in its queue.
+	ctx := context.WithoutCancel(c.clientCtx)
+	// The store keeps the buffer, uncopied, until the commit (record.Journal).
+	buf := getBuffer()
+	done := func(err error) {
+		putBuffer(buf)
 		g.recorded(err)
 	}
+	if err := g.journal.FinishAsync(ctx, c.marshal(c.rec.State, buf), done); err != nil {
+		done(err)
+	}
 	if c.reserved {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		g.reconcile(ctx, c)
 	}
 }
@@ -181,7 +187,9 @@ func (g *Gateway) settle(c *call) {
 	} else if c.tap != nil {
 		complete = c.tap.eof
 		if c.tap.buf != nil {
-			res = usage.ParseJSON(c.route.op, c.tap.buf.Bytes(), g.capture.max)
+			// Without the output text, which only an estimate needs, and
+			// most responses report their usage: read again below if not.
+			res = usage.ParseJSON(c.route.op, c.tap.buf.Bytes(), 0)
 		}
 		if !c.tap.first.IsZero() {
 			rec.TTFTMS = ptr(ms(c.tap.first.Sub(c.start)))
@@ -233,6 +241,9 @@ func (g *Gateway) settle(c *call) {
 		if model == "" {
 			model = rec.Deployment
 		}
+		if c.stream == nil && c.tap.buf != nil {
+			res = usage.ParseJSON(c.route.op, c.tap.buf.Bytes(), g.capture.max)
+		}
 		u := g.est.Estimate(c.route.op, model, c.body, res.Text)
 		if n := int64(len(res.Text)); n > 0 && res.TextBytes > n {
 			// Only the first MaxText bytes were kept: scale up to the whole.
@@ -245,7 +256,7 @@ func (g *Gateway) settle(c *call) {
 	switch {
 	case c.tap == nil:
 	case c.stream != nil:
-		rec.Response = g.capture.capture([]byte(res.Text), max(res.TextBytes, int64(len(res.Text))))
+		rec.Response = g.capture.capture(unsafe.Slice(unsafe.StringData(res.Text), len(res.Text)), max(res.TextBytes, int64(len(res.Text))))
 	case c.tap.buf != nil:
 		rec.Response = g.capture.capture(c.tap.buf.Bytes(), c.tap.n)
 	case c.tap.n > 0:

@@ -3,6 +3,7 @@ package gateway
 import (
 	"regexp"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/tapline/tapline/internal/config"
 	"github.com/tapline/tapline/internal/record"
@@ -25,7 +26,9 @@ func newCapturer(g *config.Gateway) *capturer {
 }
 
 // capture records b (text) under the policy: nil for none, sizes only for
-// metadata, redacted and truncated text for full.
+// metadata, redacted and truncated text for full. The text is b's memory,
+// not a copy: b must hold still until the record is encoded (the call's
+// buffers go back to their pool only once end has encoded it).
 func (c *capturer) capture(b []byte, total int64) *record.Content {
 	switch c.mode {
 	case config.CaptureNone:
@@ -46,7 +49,7 @@ func (c *capturer) capture(b []byte, total int64) *record.Content {
 		b = truncateUTF8(b, c.max)
 		out.Truncated = true
 	}
-	out.Text = string(b)
+	out.Text = unsafe.String(unsafe.SliceData(b), len(b))
 	return out
 }
 

@@ -222,7 +222,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if g.strict {
-		if err := g.journal.Begin(r.Context(), c.marshal(record.StateStarted)); err != nil {
+		buf := getBuffer() // Begin copies the record (record.Journal)
+		c.bufs = append(c.bufs, buf)
+		if err := g.journal.Begin(r.Context(), c.marshal(record.StateStarted, buf)); err != nil {
 			g.log.Error("audit store refused a call, answered 503", "request_id", c.id, "err", err)
 			c.refuse(w, http.StatusServiceUnavailable, "503",
 				"the gateway cannot record this call right now, so it was not forwarded; try again later")

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +151,32 @@ func TestOldAPIVersionStreamIsEstimated(t *testing.T) {
 	if rec.Usage == nil || rec.Usage.Source != record.UsageEstimated || rec.Usage.CompletionTokens == 0 ||
 		rec.Usage.TotalTokens != rec.Usage.PromptTokens+rec.Usage.CompletionTokens {
 		t.Errorf("usage %+v", rec.Usage)
+	}
+}
+
+// An OpenAI-compatible backend may answer without usage: the gateway
+// estimates it from the prompt and the response's text.
+func TestResponseWithoutUsageIsEstimated(t *testing.T) {
+	answer := strings.Repeat("hello ", 50)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-2024-08-06",`+
+			`"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":%q}}]}`, answer)
+	}))
+	t.Cleanup(backend.Close)
+	h := newHarness(t, func(c *config.Config, _ *emulator.AOAIConfig) { c.Gateway.Backends[0].URL = backend.URL })
+	resp, body := h.post(chatPath, `{"messages":[{"role":"user","content":"Say hello fifty times"}]}`)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	rec := h.only()
+	// "hello" and " hello" are one token each in o200k_base.
+	if u := rec.Usage; u == nil || u.Source != record.UsageEstimated || u.CompletionTokens < 45 || u.CompletionTokens > 55 ||
+		u.PromptTokens == 0 || u.TotalTokens != u.PromptTokens+u.CompletionTokens {
+		t.Errorf("usage %+v", rec.Usage)
+	}
+	if rec.Response == nil || !strings.Contains(rec.Response.Text, answer) {
+		t.Errorf("response %+v", rec.Response)
 	}
 }
 

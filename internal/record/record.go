@@ -64,9 +64,14 @@ type Appender interface {
 // FinishAsync is Finish without the wait: rec is validated and queued for
 // the next group commit, and done, when not nil, is called with the outcome
 // from the store's own goroutine (so it must not block). It returns an
-// error only if rec could not be queued. A crash before that commit leaves
-// the record as Begin stored it (recovered as interrupted). None of the
-// three retains rec.Data once it returns: callers may reuse the buffer.
+// error only if rec could not be queued: ctx bounds the wait for room in a
+// full queue, and without a deadline the Journal bounds it itself. A crash before that commit leaves
+// the record as Begin stored it (recovered as interrupted).
+//
+// Begin and Finish do not retain rec.Data once they return. FinishAsync
+// keeps rec.Data, without a copy, until it calls done: the caller may reuse
+// the buffer only then, or at once if FinishAsync returned an error. With
+// a nil done the buffer is never the caller's again.
 type Journal interface {
 	Appender
 	Begin(ctx context.Context, rec Record) error

@@ -283,8 +283,12 @@ func (s *Store) Finish(ctx context.Context, rec record.Record) error {
 // goroutine. The caller is spared a commit's latency, and completions ride
 // in the same transactions as other callers' writes. Close commits every
 // queued request, so nothing queued is lost on a clean stop.
+//
+// The row is rec.Data itself, not a copy (record.Journal): the writer is
+// done with it when done is called, and keeps nothing of it afterwards
+// (addRollup copies the strings it keeps).
 func (s *Store) FinishAsync(ctx context.Context, rec record.Record, done func(error)) error {
-	r, err := newRow(0, rec)
+	r, err := makeRow(0, rec, unsafe.String(unsafe.SliceData(rec.Data), len(rec.Data)), true)
 	if err != nil {
 		return fmt.Errorf("finish record: %w", err)
 	}

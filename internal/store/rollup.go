@@ -185,6 +185,14 @@ type rollupGroup struct {
 	principal, deployment, model, operation, backend string
 }
 
+// owned is g with strings of its own: a row's group may point into its
+// payload, which a FinishAsync caller gets back after the commit.
+func (g rollupGroup) owned() rollupGroup {
+	g.principal, g.deployment, g.model = strings.Clone(g.principal), strings.Clone(g.deployment), strings.Clone(g.model)
+	g.operation, g.backend = strings.Clone(g.operation), strings.Clone(g.backend)
+	return g
+}
+
 // rollupRow holds the values of rollupSums, in order.
 type rollupRow [9]int64
 
@@ -381,7 +389,7 @@ func addRollup(m map[rollupGroup]*rollupRow, g rollupGroup, r *rollupRow) {
 	acc := m[g]
 	if acc == nil {
 		acc = new(rollupRow)
-		m[g] = acc
+		m[g.owned()] = acc
 	}
 	for i, v := range r {
 		acc[i] += v
