@@ -49,7 +49,7 @@ type routeError struct {
 // parseRoute classifies a call by method and path.
 func parseRoute(r *http.Request) (route, *routeError) {
 	p := r.URL.Path
-	q := r.URL.Query()
+	q := r.URL.RawQuery
 	switch {
 	case strings.HasPrefix(p, "/openai/deployments/"):
 		dep, suffix, ok := strings.Cut(strings.TrimPrefix(p, "/openai/deployments/"), "/")
@@ -60,7 +60,7 @@ func parseRoute(r *http.Request) (route, *routeError) {
 		if d, err := url.PathUnescape(dep); err == nil {
 			dep = d
 		}
-		v := q.Get("api-version")
+		v := queryGet(q, "api-version")
 		if v == "" {
 			return route{}, &routeError{http.StatusBadRequest, "400",
 				"the api-version query parameter is required on /openai/deployments/ paths (e.g. ?api-version=2024-10-21)"}
@@ -70,11 +70,11 @@ func parseRoute(r *http.Request) (route, *routeError) {
 		}
 		return route{style: styleDeployment, op: op, deployment: dep, apiVersion: v, suffix: suffix}, nil
 	case p == "/openai/responses" || strings.HasPrefix(p, "/openai/responses/"):
-		return route{style: styleResponses, op: record.OpResponses, apiVersion: q.Get("api-version"),
+		return route{style: styleResponses, op: record.OpResponses, apiVersion: queryGet(q, "api-version"),
 			suffix: strings.TrimPrefix(p, "/openai/")}, nil
 	case strings.HasPrefix(p, "/openai/v1/"):
 		suffix := strings.TrimPrefix(p, "/openai/v1/")
-		return route{style: styleAzureV1, op: classify(suffix), apiVersion: q.Get("api-version"), suffix: suffix}, nil
+		return route{style: styleAzureV1, op: classify(suffix), apiVersion: queryGet(q, "api-version"), suffix: suffix}, nil
 	case strings.HasPrefix(p, "/v1/"):
 		suffix := strings.TrimPrefix(p, "/v1/")
 		return route{style: styleOpenAI, op: classify(suffix), suffix: suffix}, nil
@@ -128,4 +128,34 @@ func notFound(p string) *routeError {
 
 func methodNotAllowed(m, p string) *routeError {
 	return &routeError{http.StatusMethodNotAllowed, "405", m + " is not allowed on " + p}
+}
+
+// queryGet is url.Values.Get over the query raw as URL.Query parses it,
+// without building the map of every parameter.
+func queryGet(raw, key string) string {
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if strings.Contains(pair, ";") {
+			continue // url.ParseQuery refuses it, and URL.Query drops it
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		if k != key {
+			if !strings.ContainsAny(k, "%+") {
+				continue
+			}
+			if u, err := url.QueryUnescape(k); err != nil || u != key {
+				continue
+			}
+		}
+		if strings.ContainsAny(v, "%+") {
+			u, err := url.QueryUnescape(v)
+			if err != nil {
+				continue
+			}
+			v = u
+		}
+		return v
+	}
+	return ""
 }
