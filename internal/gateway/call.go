@@ -111,6 +111,16 @@ func (c *call) fail(w http.ResponseWriter, status int, code, message string) {
 // marshal renders the record in the given state into buf.
 func (c *call) marshal(state string, buf *bytes.Buffer) record.Record {
 	c.rec.State = state
+	// Room for the whole record, so that the encoder appends in place
+	// instead of growing a copy that buf.Write then copies again: 1 KB of
+	// fields, and the captured content with some escaping.
+	n := 1 << 10
+	for _, t := range []*record.Content{c.rec.Prompt, c.rec.Response} {
+		if t != nil {
+			n += len(t.Text) + len(t.Text)/4
+		}
+	}
+	buf.Grow(n)
 	buf.Write(record.AppendGatewayRequest(buf.AvailableBuffer(), &c.rec))
 	return record.Record{ID: c.id, Kind: record.KindGatewayRequest, Version: record.GatewayRequestVersion,
 		Time: c.start.UTC(), Data: buf.Bytes(), Encoded: true}
