@@ -123,7 +123,7 @@ func (c *call) marshal(state string, buf *bytes.Buffer) record.Record {
 	buf.Grow(n)
 	buf.Write(record.AppendGatewayRequest(buf.AvailableBuffer(), &c.rec))
 	return record.Record{ID: c.id, Kind: record.KindGatewayRequest, Version: record.GatewayRequestVersion,
-		Time: c.start.UTC(), Data: buf.Bytes(), Encoded: true}
+		Time: c.start.UTC(), Data: buf.Bytes(), Encoded: true, Gateway: &c.rec}
 }
 
 // end completes the record of a call and queues it for the store's next

@@ -38,6 +38,10 @@ type Record struct {
 	// own check of the syntax. Any other producer leaves it false. It
 	// travels no further than the Journal.
 	Encoded bool `json:"-"`
+	// Gateway, with Encoded, is the value Data encodes, for a Journal to
+	// read the few fields it indexes without parsing Data back. Like
+	// Encoded it stays inside the process.
+	Gateway *GatewayRequest `json:"-"`
 }
 
 // ErrFull is returned by an Appender that cannot take more records because

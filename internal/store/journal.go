@@ -2,12 +2,14 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tapline/tapline/internal/record"
@@ -38,7 +40,8 @@ var (
 )
 
 // row is a record as the writer stores it. It owns its data (a copy), so
-// callers may reuse their records once the call returns.
+// callers may reuse their records once the call returns; FinishAsync's is
+// the caller's buffer, which the caller gets back at done.
 type row struct {
 	id      string
 	kind    string
@@ -104,7 +107,12 @@ func makeRow(i int, rec record.Record, data string, columns bool) (row, error) {
 			}
 			break
 		}
-		r = r.withColumns()
+		if g := rec.Gateway; g != nil && rec.Encoded && validUTF8(g.Principal.KeyName, g.Principal.UPN,
+			g.Principal.OID, g.Deployment, g.ModelReturned, g.ModelRequested, g.Operation, g.Backend, g.State) {
+			r = r.withValue(rec.Gateway)
+		} else {
+			r = r.withColumns()
+		}
 	case record.KindActivityLog:
 		r.scope = scopeOf(rec.Data)
 	}
@@ -119,6 +127,36 @@ func (r row) withColumns() row {
 		r.group, r.sums = m.rollup(r.time)
 		r.state, r.deployment, r.status = m.columns()
 		r.principal = r.group.principal
+	}
+	return r
+}
+
+// validUTF8 reports whether every s is valid UTF-8, which the encoder
+// keeps as it is (it replaces invalid bytes).
+func validUTF8(s ...string) bool {
+	for _, v := range s {
+		if !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// withValue is withColumns from the value the payload encodes, not from a
+// parse of it: the same columns and sums as withColumns reads from
+// record.AppendGatewayRequest's encoding of g (TestWithValueMatchesPayload).
+func (r row) withValue(g *record.GatewayRequest) row {
+	r.group = rollupGroup{hour: r.time / hourNanos, principal: g.Principal.ID(), deployment: g.Deployment,
+		model: cmp.Or(g.ModelReturned, g.ModelRequested), operation: g.Operation, backend: g.Backend}
+	r.sums = rollupRow{0: 1, 1: b2i(g.Status >= 400), 2: b2i(g.Status == 429)}
+	if u := g.Usage; u != nil {
+		r.sums[3], r.sums[4], r.sums[5] = int64(u.PromptTokens), int64(u.CompletionTokens), int64(u.TotalTokens)
+		r.sums[6], r.sums[7] = int64(u.CachedTokens), int64(u.ReasoningTokens)
+		r.sums[8] = b2i(u.Source == record.UsageEstimated)
+	}
+	r.state, r.status, r.principal = g.State, int64(g.Status), r.group.principal
+	if g.Deployment != "" {
+		r.deployment = g.Deployment
 	}
 	return r
 }
