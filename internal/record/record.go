@@ -69,8 +69,9 @@ type Appender interface {
 // the next group commit, and done, when not nil, is called with the outcome
 // from the store's own goroutine (so it must not block). It returns an
 // error only if rec could not be queued: ctx bounds the wait for room in a
-// full queue, and without a deadline the Journal bounds it itself. A crash before that commit leaves
-// the record as Begin stored it (recovered as interrupted).
+// full queue, and without a deadline the Journal bounds it itself. A crash
+// before that commit leaves the record as Begin stored it (recovered as
+// interrupted).
 //
 // Begin and Finish do not retain rec.Data once they return. FinishAsync
 // keeps rec.Data, without a copy, until it calls done: the caller may reuse
